@@ -1,0 +1,93 @@
+/**
+ * Conditional requests: validating a stored response with the origin (RFC 9111 §4.3.1),
+ * merging a 304 into it (§4.3.4), and answering a client's own conditional request from a
+ * stored response (RFC 9110 §13.1, §13.2.2).
+ */
+import type { CacheEntry, HeaderMap } from './entry.ts'
+import { httpDate } from './freshness.ts'
+import type { IncomingHeaders } from './headers.ts'
+import { single, withoutHopByHop } from './headers.ts'
+
+/** Headers for a conditional request that validates `entry` (§4.3.1). Empty when it has no validators. */
+export function validatorHeaders (entry: Pick<CacheEntry, 'headers'>): Record<string, string> {
+  const out: Record<string, string> = {}
+  const etag = single(entry.headers.etag)
+  const lastModified = single(entry.headers['last-modified'])
+  if (etag !== undefined) out['if-none-match'] = etag
+  if (lastModified !== undefined) out['if-modified-since'] = lastModified
+  return out
+}
+
+export function hasValidators (entry: Pick<CacheEntry, 'headers'>): boolean {
+  return entry.headers.etag !== undefined || entry.headers['last-modified'] !== undefined
+}
+
+/** Fields a 304 must not change in the stored response (§4.3.4 and RFC 9110 §8.6: the body's framing). */
+const KEEP_ON_304 = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding'])
+
+/**
+ * §4.3.4: the stored response's header fields are replaced by those in the 304, except the
+ * fields that describe the stored body. Returns the merged header map.
+ */
+export function merge304Headers (stored: HeaderMap, notModified: IncomingHeaders): HeaderMap {
+  const out: HeaderMap = { ...stored }
+  // §3.2 excepts the fields §3.1 does not store: hop-by-hop ones and those named by Connection.
+  for (const [name, value] of Object.entries(withoutHopByHop(notModified))) {
+    if (KEEP_ON_304.has(name)) continue
+    out[name] = value
+  }
+  return out
+}
+
+/**
+ * Does a 304 from the origin select this stored response (§4.3.4)? ETags are compared weakly,
+ * deliberately: §4.3.4 asks a strong 304 validator to match a strong stored one, but origins
+ * that weaken ETags when they compress (nginx gzip) answer 304 with the strong form of the
+ * weak tag stored, and If-None-Match, which produced the 304, compares weakly (RFC 9110 §13.1.2).
+ * Without ETags on both sides, Last-Modified must agree; with no validators, nothing disagrees.
+ */
+export function notModifiedMatches (stored: HeaderMap, notModified: IncomingHeaders): boolean {
+  const newTag = single(notModified.etag)
+  const oldTag = single(stored.etag)
+  if (newTag !== undefined && oldTag !== undefined) return weakCompare(newTag, oldTag)
+  const newLm = single(notModified['last-modified'])
+  const oldLm = single(stored['last-modified'])
+  if (newLm !== undefined && oldLm !== undefined) return newLm === oldLm
+  return true
+}
+
+function opaque (tag: string): string {
+  const t = tag.trim()
+  return t.startsWith('W/') ? t.slice(2) : t
+}
+
+/** RFC 9110 §8.8.3.2 weak comparison. */
+export function weakCompare (a: string, b: string): boolean {
+  return opaque(a) === opaque(b)
+}
+
+/**
+ * RFC 9110 §13.2.2: may a GET/HEAD be answered 304 from this stored response?
+ * If-None-Match wins over If-Modified-Since (§13.1.3).
+ */
+export function clientNotModified (stored: HeaderMap, request: IncomingHeaders): boolean {
+  const inm = single(request['if-none-match'])
+  if (inm !== undefined) {
+    const etag = single(stored.etag)
+    if (inm.trim() === '*') return true
+    if (etag === undefined) return false
+    return splitTags(inm).some((t) => weakCompare(t, etag))
+  }
+  const ims = httpDate(request['if-modified-since'])
+  if (ims === undefined) return false
+  const lastModified = httpDate(stored['last-modified']) ?? httpDate(stored.date)
+  return lastModified !== undefined && lastModified <= ims
+}
+
+/** Splits an If-None-Match list, keeping commas inside quoted entity-tags. */
+function splitTags (list: string): string[] {
+  return list.match(/(?:W\/)?"[^"]*"/g) ?? []
+}
+
+/** Fields sent on a 304 from the stored response (RFC 9110 §15.4.5). */
+export const NOT_MODIFIED_FIELDS = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']

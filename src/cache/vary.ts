@@ -1,0 +1,120 @@
+/**
+ * Vary (RFC 9111 §4.1): which request header values select a stored variant, normalized so
+ * that equivalent requests find the same variant and different ones never do.
+ */
+import { createHash } from 'node:crypto'
+import type { IncomingHeaders } from './headers.ts'
+import { single } from './headers.ts'
+import { NO_VARIANT, type VariantId } from './key.ts'
+
+/** Field names in a Vary header, lower-case, deduplicated, sorted; '*' when it varies on everything. */
+export function parseVary (value: string | readonly string[] | undefined): string[] | '*' {
+  const text = single(value)
+  if (text === undefined) return []
+  const names = new Set<string>()
+  for (const part of text.split(',')) {
+    const name = part.trim().toLowerCase()
+    if (name === '*') return '*'
+    if (name !== '') names.add(name)
+  }
+  return [...names].sort()
+}
+
+/** Headers whose values are lists of case-insensitive tokens with q-values. */
+const TOKEN_LISTS = new Set(['accept', 'accept-encoding', 'accept-language', 'accept-charset'])
+
+/**
+ * Normalizes a list of `token;param=value;q=0.5` items (Accept, Accept-Encoding,
+ * Accept-Language): lower-case, whitespace removed, q=1 dropped (it is the default),
+ * q written without trailing zeros, items in canonical (sorted) order.
+ */
+function normalizeTokenList (value: string): string {
+  const items: string[] = []
+  for (const rawItem of value.split(',')) {
+    const parts = rawItem.split(';').map((p) => p.trim().toLowerCase().replace(/\s*=\s*/, '='))
+    const token = parts[0] ?? ''
+    if (token === '') continue
+    const params: string[] = []
+    for (const p of parts.slice(1)) {
+      if (p === '') continue
+      if (p.startsWith('q=')) {
+        // Only a valid qvalue (RFC 9110 §12.4.2) is rewritten: Number() would turn "q=" into 0
+        // and "q=0x1" into 1, merging invalid values with valid ones an origin may treat apart.
+        const raw = p.slice(2)
+        if (!/^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$/.test(raw)) {
+          params.push(p)
+        } else if (Number(raw) !== 1) {
+          params.push(`q=${Number(raw)}`)
+        }
+      } else {
+        params.push(p)
+      }
+    }
+    items.push([token, ...params].join(';'))
+  }
+  return [...new Set(items)].sort().join(',')
+}
+
+/**
+ * One request header's value as it takes part in a variant. Absent (null) differs from empty ('').
+ * Whitespace runs fold to one space everywhere; token-list headers are also case-folded and
+ * put in canonical order. Other values keep their case: they may name a tenant or a user.
+ */
+export function normalizeVaryValue (name: string, value: string | readonly string[] | undefined): string | null {
+  const text = single(value)
+  if (text === undefined) return null
+  if (TOKEN_LISTS.has(name)) return normalizeTokenList(text)
+  return text.trim().replace(/[ \t]+/g, ' ').replace(/\s*,\s*/g, ', ')
+}
+
+/** The value of one cookie in a Cookie header, or null. */
+export function cookieValue (header: string | readonly string[] | undefined, name: string): string | null {
+  const text = single(header)
+  if (text === undefined) return null
+  for (const part of text.split(/;\s*/)) {
+    const eq = part.indexOf('=')
+    if (eq === -1) continue
+    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim()
+  }
+  return null
+}
+
+/** What selects a variant: route key headers and cookies, plus the response's Vary names. */
+export interface VariantSpec {
+  /** Request header names (lower-case): route key headers and Vary names together. */
+  headers: readonly string[]
+  /** Cookie names from the route's key options. */
+  cookies: readonly string[]
+}
+
+/** The request's normalized values for a variant spec; cookies appear as `cookie:<name>`. */
+export function variantValues (spec: VariantSpec, headers: IncomingHeaders): Record<string, string | null> {
+  const out: Record<string, string | null> = {}
+  for (const name of spec.headers) out[name] = normalizeVaryValue(name, headers[name])
+  for (const name of spec.cookies) out[`cookie:${name}`] = cookieValue(headers.cookie, name)
+  return out
+}
+
+/** A short stable id for a set of variant values; '' when there are none. */
+export function variantId (values: Readonly<Record<string, string | null>>): VariantId {
+  const names = Object.keys(values).sort()
+  if (names.length === 0) return NO_VARIANT
+  const canonical = JSON.stringify(names.map((n) => [n, values[n]]))
+  return createHash('sha256').update(canonical).digest('base64url').slice(0, 22) as VariantId
+}
+
+/** True when a stored variant's values are exactly the request's (guards against id collisions). */
+export function sameVariant (a: Readonly<Record<string, string | null>>, b: Readonly<Record<string, string | null>>): boolean {
+  const ak = Object.keys(a)
+  if (ak.length !== Object.keys(b).length) return false
+  for (const k of ak) if (a[k] !== b[k] || !(k in b)) return false
+  return true
+}
+
+/** Route key names and Vary names merged into one spec (sorted, deduplicated). */
+export function mergeSpec (routeHeaders: readonly string[], routeCookies: readonly string[], vary: readonly string[]): VariantSpec {
+  return {
+    headers: [...new Set([...routeHeaders, ...vary])].sort(),
+    cookies: [...routeCookies].sort()
+  }
+}

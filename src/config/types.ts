@@ -1,0 +1,120 @@
+/**
+ * The resolved, validated configuration as the rest of the gateway sees it: durations in
+ * milliseconds, sizes in bytes, defaults applied, deeply frozen. Produced only by
+ * config/load.ts from routes.yaml (schema in config/schema.ts).
+ */
+
+export interface KeyOptions {
+  /** Query parameter names (globs such as `utm_*`) dropped from the key and from the forwarded request. */
+  ignoreQuery: readonly string[]
+  /** Request header names (lower-case) added to the key. */
+  headers: readonly string[]
+  /** Cookie names added to the key. */
+  cookies: readonly string[]
+}
+
+export interface OriginTimeouts {
+  connect: number
+  /** Until the response headers have arrived. */
+  headers: number
+  /** Longest gap between body chunks. */
+  body: number
+}
+
+export interface RouteConfig {
+  /** Stable name for logs and metrics: `name` from the file, else `route-<index>`. */
+  name: string
+  /** Lower-case host name to match (port ignored); undefined matches every host. */
+  host: string | undefined
+  /** Path prefix to match, starting with '/'. */
+  path: string
+  /** Origin base URL, e.g. http://127.0.0.1:3000 (no trailing slash). */
+  origin: string
+  /** false: pass everything through uncached. */
+  enabled: boolean
+  /** Freshness used only when the origin gave no explicit freshness (ms); undefined: none. */
+  defaultTtl: number | undefined
+  /** Cap on every freshness lifetime (ms); undefined: no cap. */
+  maxTtl: number | undefined
+  key: KeyOptions
+  /** RFC 5861 windows (ms) used where the origin sent none. */
+  staleWhileRevalidate: number
+  staleIfError: number
+  /** Cache-Control emitted downstream instead of the origin's; undefined: origin's unchanged. */
+  downstreamCacheControl: string | undefined
+  /** Keep Surrogate-Key / Cache-Tag headers on responses sent downstream. */
+  keepTagHeaders: boolean
+  /** Content-Type prefixes the route may store (web cache deception guard); empty: any. */
+  storeContentTypes: readonly string[]
+  timeouts: OriginTimeouts
+  /** Most concurrent connections to this origin. */
+  maxConnections: number
+  /** Per-route in-memory L1 in front of a shared store. */
+  l1: boolean
+  /** TTL jitter in percent (0..50). */
+  ttlJitter: number
+  /** Probabilistic early refresh of hot keys shortly before expiry. */
+  refreshAhead: boolean
+}
+
+export interface RedisConfig {
+  /** redis:// URL for a standalone Redis; undefined with cluster set. */
+  url: string | undefined
+  /** host:port seeds of a Redis Cluster. */
+  cluster: readonly string[]
+  keyPrefix: string
+  /** Timeout for one store command (ms). */
+  commandTimeout: number
+}
+
+export interface CacheConfig {
+  /** Memory store size bound (bytes). */
+  memoryMaxBytes: number
+  /** Bodies larger than this stream through unstored (bytes). */
+  maxObjectSize: number
+  /** Most variants per URL. */
+  maxVariants: number
+  /** L1 (per-instance memory in front of Redis) size and max TTL. */
+  l1MaxBytes: number
+  l1MaxTtl: number
+  /** Longest a coalesced waiter waits for another instance's fetch (ms). */
+  coalesceWait: number
+  /** How long a key found uncacheable is remembered (hit-for-miss), ms. */
+  hitForMiss: number
+}
+
+export interface AdminConfig {
+  host: string
+  port: number
+  /** Bearer token; undefined: purge endpoints answer 503. */
+  token: string | undefined
+  /** HMAC-SHA256 secret for signed webhooks; undefined: signatures not accepted. */
+  webhookSecret: string | undefined
+}
+
+export interface LimitsConfig {
+  maxUrlLength: number
+  maxHeaderBytes: number
+  maxBodyBytes: number
+}
+
+export interface PurgeMethodConfig {
+  /** Allow the HTTP PURGE method on the public listener. */
+  enabled: boolean
+  /** Client addresses allowed to send PURGE. */
+  allow: readonly string[]
+}
+
+export interface GatewayConfig {
+  /** Path of the file this came from, for messages. */
+  file: string
+  listen: { host: string, port: number }
+  admin: AdminConfig
+  /** undefined: memory store. */
+  redis: RedisConfig | undefined
+  cache: CacheConfig
+  limits: LimitsConfig
+  purgeMethod: PurgeMethodConfig
+  shutdownTimeout: number
+  routes: readonly RouteConfig[]
+}

@@ -1,0 +1,151 @@
+/**
+ * Composition root: picks the store, the origin client and the clock, and builds the public
+ * and admin fastify apps. Reads no process.* (tests build gateways directly; main.ts owns
+ * the process).
+ */
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { Socket } from 'node:net'
+import { STATUS_CODES } from 'node:http'
+import type { CacheKey } from './cache/key.ts'
+import { systemClock, type Clock } from './clock.ts'
+import { compileRoutes, type RouteMatcher } from './config/routes.ts'
+import type { GatewayConfig } from './config/types.ts'
+import { errorBody } from './errors.ts'
+import { ReadThrough } from './lifecycle/read-through.ts'
+import { Tasks } from './lifecycle/tasks.ts'
+import { OriginClient } from './origin/client.ts'
+import { proxyPlugin } from './http/proxy.ts'
+import type { OutcomeListener, RequestOutcome } from './observability/events.ts'
+import { createLogger, type Logger } from './observability/logger.ts'
+import { MemoryStore } from './store/memory.ts'
+import { createRedisClient, RedisStore } from './store/redis.ts'
+import type { Store } from './store/store.ts'
+
+export interface GatewayOptions {
+  config: GatewayConfig
+  clock?: Clock
+  logger?: Logger
+  /** Use this store instead of the one the config names (tests, benchmarks). */
+  store?: Store
+  onOutcome?: OutcomeListener
+}
+
+export interface Gateway {
+  readonly app: FastifyInstance
+  readonly admin: FastifyInstance
+  readonly store: Store
+  readonly tasks: Tasks
+  readonly logger: Logger
+  config(): GatewayConfig
+  /** Starts both listeners; returns the bound ports. */
+  listen(): Promise<{ port: number, adminPort: number }>
+  /** Stops accepting, lets in-flight requests and background tasks finish, closes pools and the store. */
+  close(): Promise<void>
+}
+
+function makeStore (config: GatewayConfig, clock: Clock): Store {
+  if (config.redis === undefined) return new MemoryStore({ maxBytes: config.cache.memoryMaxBytes, clock })
+  const client = createRedisClient({
+    ...(config.redis.url !== undefined ? { url: config.redis.url } : {}),
+    ...(config.redis.cluster.length > 0 ? { cluster: [...config.redis.cluster] } : {}),
+    commandTimeout: config.redis.commandTimeout
+  })
+  return new RedisStore({ client, keyPrefix: config.redis.keyPrefix, clock })
+}
+
+/** Malformed HTTP and oversized headers get the catalogue's JSON error, not a bare close. */
+function clientErrorHandler (err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return
+  const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'CG_ERR_HEADERS_TOO_LARGE' : err.code === 'HPE_INVALID_METHOD' ? 'CG_ERR_METHOD_NOT_ALLOWED' : 'CG_ERR_BAD_REQUEST'
+  const body = JSON.stringify(errorBody(code))
+  const status = code === 'CG_ERR_HEADERS_TOO_LARGE' ? 431 : code === 'CG_ERR_METHOD_NOT_ALLOWED' ? 405 : 400
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+}
+
+export async function createGateway (options: GatewayOptions): Promise<Gateway> {
+  const config = options.config
+  const routes: RouteMatcher = compileRoutes(config.routes)
+  const clock = options.clock ?? systemClock
+  const logger = options.logger ?? createLogger({ level: 'info', pretty: false })
+  const store = options.store ?? makeStore(config, clock)
+  const tasks = new Tasks((name, err) => logger.warn({ err, task: name }, 'background task failed'))
+  const origin = new OriginClient(config.routes)
+  const listeners: OutcomeListener[] = options.onOutcome !== undefined ? [options.onOutcome] : []
+
+  const readThrough = new ReadThrough({
+    store,
+    origin,
+    clock,
+    tasks,
+    cache: config.cache,
+    onStoreError: (op, err) => logger.warn({ err, op }, 'store operation failed; serving from the origin')
+  })
+
+  const app = Fastify({
+    logger: false,
+    trustProxy: false,
+    return503OnClosing: true,
+    bodyLimit: config.limits.maxBodyBytes,
+    http: { maxHeaderSize: config.limits.maxHeaderBytes },
+    clientErrorHandler,
+    routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: config.limits.maxUrlLength }
+  })
+
+  const invalidate = async (keys: CacheKey[]): Promise<void> => {
+    await Promise.all(keys.map(async (k) => await store.deleteUrl(k)))
+  }
+
+  const onOutcome = (o: RequestOutcome): void => {
+    logger.info({
+      route: o.route,
+      method: o.method,
+      url: o.url,
+      outcome: o.outcome,
+      status: o.status,
+      originStatus: o.originStatus,
+      cacheStatus: o.cacheStatus,
+      ms: Math.round(o.durationMs * 100) / 100
+    }, 'request')
+    for (const l of listeners) l(o)
+  }
+
+  await app.register(proxyPlugin, {
+    config: () => config,
+    routes: () => routes,
+    readThrough,
+    origin,
+    invalidate,
+    onOutcome,
+    onError: (err, context) => logger.error({ err, context }, 'unexpected error')
+  })
+
+  const admin = Fastify({ logger: false })
+  admin.get('/healthz', async () => ({ status: 'ok' }))
+  admin.get('/readyz', async () => ({ status: 'ready', store: store.kind }))
+
+  let closed = false
+  return {
+    app,
+    admin,
+    store,
+    tasks,
+    logger,
+    config: () => config,
+    async listen () {
+      await app.listen({ port: config.listen.port, host: config.listen.host })
+      await admin.listen({ port: config.admin.port, host: config.admin.host })
+      const port = (app.server.address() as { port: number }).port
+      const adminPort = (admin.server.address() as { port: number }).port
+      return { port, adminPort }
+    },
+    async close () {
+      if (closed) return
+      closed = true
+      await app.close()
+      await admin.close()
+      await tasks.settled()
+      await origin.close()
+      await store.close()
+    }
+  }
+}

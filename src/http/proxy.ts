@@ -1,0 +1,222 @@
+/**
+ * The public listener's request path: route match, URL normalization, then GET/HEAD to the
+ * read-through lifecycle and every other method through to the origin (reply-from), with
+ * RFC 9111 §4.4 invalidation when an unsafe method succeeds.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import replyFrom from '@fastify/reply-from'
+import type { IncomingHttpHeaders } from 'node:http'
+import { Transform, type Readable, type TransformCallback } from 'node:stream'
+import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
+import { HOP_BY_HOP, single } from '../cache/headers.ts'
+import { invalidationTargets, isUnsafe } from '../cache/invalidate.ts'
+import { globMatcher, normalizeRequestUrl, type CacheKey } from '../cache/key.ts'
+import type { RouteMatcher } from '../config/routes.ts'
+import type { GatewayConfig, RouteConfig } from '../config/types.ts'
+import { GatewayError } from '../errors.ts'
+import type { ReadThrough } from '../lifecycle/read-through.ts'
+import type { OriginClient } from '../origin/client.ts'
+import { originError } from '../origin/client.ts'
+import type { OutcomeKind, RequestOutcome } from '../observability/events.ts'
+import { downstreamHeaders, sendAnswer, sendError, VIA } from './respond.ts'
+
+/**
+ * Request fields that can change an origin's answer without being part of the key: they are
+ * removed before forwarding unless the route puts them in its key (cache poisoning).
+ */
+export const UNKEYED_HEADERS = ['x-forwarded-host', 'x-original-url', 'x-rewrite-url', 'x-http-method-override', 'forwarded', 'x-forwarded-scheme', 'x-forwarded-port', 'x-host']
+
+export interface ProxyDeps {
+  config: () => GatewayConfig
+  routes: () => RouteMatcher
+  readThrough: ReadThrough
+  origin: OriginClient
+  /** Invalidates stored URLs (RFC 9111 §4.4) after a successful unsafe method. */
+  invalidate: (keys: CacheKey[]) => Promise<void>
+  onOutcome: (o: RequestOutcome) => void
+  onError: (err: unknown, context: string) => void
+}
+
+interface RequestState {
+  route: RouteConfig | undefined
+  url: string
+  outcome: OutcomeKind
+  cacheStatus: CacheStatus | undefined
+  collapsed: boolean
+  originStatus: number | undefined
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    cg: RequestState | undefined
+  }
+}
+
+const ignoreMatchers = new WeakMap<RouteConfig, (name: string) => boolean>()
+function ignoreFor (route: RouteConfig): (name: string) => boolean {
+  let m = ignoreMatchers.get(route)
+  if (m === undefined) {
+    m = globMatcher(route.key.ignoreQuery)
+    ignoreMatchers.set(route, m)
+  }
+  return m
+}
+
+/** The headers sent to the origin for a client request. */
+export function forwardHeaders (headers: IncomingHttpHeaders, route: RouteConfig, clientIp: string, scheme: string, host: string): Record<string, string | string[]> {
+  const listed = new Set((single(headers.connection) ?? '').split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== ''))
+  const keyed = new Set(route.key.headers)
+  const out: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || name === 'host') continue
+    if (!keyed.has(name) && UNKEYED_HEADERS.includes(name)) continue
+    out[name] = value
+  }
+  const xff = single(headers['x-forwarded-for'])
+  out['x-forwarded-for'] = xff !== undefined && xff.trim() !== '' ? `${xff}, ${clientIp}` : clientIp
+  out['x-forwarded-proto'] = scheme
+  if (!keyed.has('x-forwarded-host')) out['x-forwarded-host'] = host
+  const via = single(headers.via)
+  out.via = via !== undefined ? `${via}, ${VIA}` : VIA
+  return out
+}
+
+/** Counts request body bytes for pass-through and fails past the limit (chunked bodies too). */
+class BodyLimit extends Transform {
+  #seen = 0
+  readonly #limit: number
+  constructor (limit: number) {
+    super()
+    this.#limit = limit
+  }
+
+  override _transform (chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.#seen += chunk.length
+    if (this.#seen > this.#limit) {
+      done(new GatewayError('CG_ERR_BODY_TOO_LARGE'))
+      return
+    }
+    done(null, chunk)
+  }
+}
+
+export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promise<void> {
+  await app.register(replyFrom, { undici: deps.origin.dispatcher, disableRequestLogging: true })
+
+  app.decorateRequest('cg', undefined)
+  // Bodies stream through to the origin untouched; the size limit is enforced as they flow.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', (request, payload, done) => {
+    const limit = deps.config().limits.maxBodyBytes
+    const declared = Number(request.headers['content-length'])
+    if (Number.isFinite(declared) && declared > limit) {
+      done(new GatewayError('CG_ERR_BODY_TOO_LARGE'), undefined)
+      return
+    }
+    done(null, payload.pipe(new BodyLimit(limit)))
+  })
+
+  app.addHook('onResponse', async (request, reply) => {
+    const s = request.cg
+    deps.onOutcome({
+      route: s?.route?.name,
+      method: request.method,
+      url: s?.url ?? request.url.split('?')[0] ?? '',
+      outcome: s?.outcome ?? (reply.statusCode >= 500 ? 'error' : 'pass'),
+      status: reply.statusCode,
+      cacheStatus: s?.cacheStatus !== undefined ? formatCacheStatus(s.cacheStatus) : undefined,
+      originStatus: s?.originStatus,
+      collapsed: s?.collapsed ?? false,
+      durationMs: reply.elapsedTime
+    })
+  })
+
+  app.setErrorHandler((err, request, reply) => {
+    const gatewayError = err instanceof GatewayError
+      ? err
+      : (err as { statusCode?: number }).statusCode === 413
+          ? new GatewayError('CG_ERR_BODY_TOO_LARGE')
+          : (err as { statusCode?: number }).statusCode !== undefined && ((err as { statusCode: number }).statusCode < 500)
+              ? new GatewayError('CG_ERR_BAD_REQUEST', (err as Error).message)
+              : undefined
+    if (gatewayError === undefined) deps.onError(err, 'request')
+    if (request.cg !== undefined) request.cg.outcome = 'error'
+    sendError(reply, gatewayError ?? new GatewayError('CG_ERR_INTERNAL'))
+  })
+
+  const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    // An async handler returns the reply: fastify then knows a streamed send is in progress.
+    const config = deps.config()
+    const raw = request.raw.url ?? '/'
+    if (raw.length > config.limits.maxUrlLength) {
+      sendError(reply, new GatewayError('CG_ERR_URI_TOO_LONG'), { fwd: 'bypass' })
+      return reply
+    }
+    const host = single(request.headers.host) ?? ''
+    const qIndex = raw.indexOf('?')
+    const route = deps.routes().match(host, qIndex === -1 ? raw : raw.slice(0, qIndex))
+    const state: RequestState = { route, url: raw.split('?')[0] ?? '', outcome: 'pass', cacheStatus: undefined, collapsed: false, originStatus: undefined }
+    request.cg = state
+    if (route === undefined) {
+      state.outcome = 'error'
+      sendError(reply, new GatewayError('CG_ERR_NO_ROUTE', `No route serves host "${host.replace(/[^\x20-\x7e]/g, '?')}" and this path`), { fwd: 'bypass' })
+      return reply
+    }
+    const scheme = request.protocol
+    const normalized = normalizeRequestUrl({ scheme, host, target: raw }, ignoreFor(route))
+    if (!normalized.ok) {
+      state.outcome = 'error'
+      sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', `The request URL is malformed: ${normalized.reason}`), { fwd: 'bypass' })
+      return reply
+    }
+    state.url = normalized.key
+    const forward = forwardHeaders(request.headers, route, request.ip, scheme, host)
+    const method = request.method
+
+    if ((method === 'GET' || method === 'HEAD') && route.enabled) {
+      const answer = await deps.readThrough.handle({ route, key: normalized.key, path: normalized.pathAndQuery, method, headers: request.headers, forward })
+      state.outcome = answer.outcome
+      state.cacheStatus = answer.cacheStatus
+      state.collapsed = answer.cacheStatus.collapsed === true
+      state.originStatus = answer.cacheStatus.fwdStatus
+      sendAnswer(reply, method, request.headers, route, answer)
+      return reply
+    }
+
+    // Pass-through: other methods, and routes with caching disabled.
+    const passStatus: CacheStatus = route.enabled ? { fwd: 'method' } : { fwd: 'bypass', detail: 'route-disabled' }
+    state.cacheStatus = passStatus
+    const target = route.origin + normalized.pathAndQuery
+    return await reply.from(target, {
+      rewriteRequestHeaders: (_req, headers) => ({ ...forward, host: headers.host, ...(headers['content-length'] !== undefined ? { 'content-length': headers['content-length'] } : {}) }),
+      rewriteHeaders: (headers) => ({ ...downstreamHeaders(headers, route), via: VIA, 'cache-status': formatCacheStatus({ ...passStatus, fwdStatus: reply.statusCode }) }),
+      onResponse: (_req, rep, raw): void => {
+        // reply-from hands undici's response: status, headers and the body stream.
+        const res = raw as unknown as { statusCode: number, headers: IncomingHttpHeaders, stream: Readable }
+        state.originStatus = res.statusCode
+        const status = res.statusCode
+        if (isUnsafe(method) && status >= 200 && status < 400) {
+          const keys = invalidationTargets(method, status, normalized.key, res.headers, ignoreFor(route))
+          // §4.4: invalidate before the client sees the answer, so its next read is not stale.
+          deps.invalidate(keys).then(() => { rep.send(res.stream) }, (err: unknown) => {
+            deps.onError(err, 'invalidate')
+            rep.send(res.stream)
+          })
+          return
+        }
+        rep.send(res.stream)
+      },
+      onError: (rep, { error }) => {
+        state.outcome = 'error'
+        const code = (error as { code?: string }).code
+        const mapped = code === 'FST_REPLY_FROM_GATEWAY_TIMEOUT' || code === 'FST_REPLY_FROM_CONNECT_TIMEOUT' || code === 'FST_REPLY_FROM_HEADERS_TIMEOUT'
+          ? new GatewayError('CG_ERR_ORIGIN_TIMEOUT')
+          : code === 'FST_REPLY_FROM_BAD_GATEWAY' ? new GatewayError('CG_ERR_ORIGIN_BAD_RESPONSE') : originError((error as { cause?: unknown }).cause ?? error)
+        sendError(rep as FastifyReply, mapped, passStatus)
+      }
+    })
+  }
+
+  app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/*', handler })
+  app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/', handler })
+}

@@ -1,0 +1,129 @@
+/**
+ * Turns an Answer into the downstream response: headers as the route wants them emitted,
+ * Age (RFC 9111 §5.1), Cache-Status (RFC 9211), client conditionals and ranges served
+ * from stored bodies, and errors in the catalogue's JSON shape.
+ */
+import type { FastifyReply } from 'fastify'
+import { TARGETED_FIELDS } from '../cache/cache-control.ts'
+import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
+import { clientNotModified, NOT_MODIFIED_FIELDS } from '../cache/conditional.ts'
+import type { CacheEntry, HeaderMap } from '../cache/entry.ts'
+import { HOP_BY_HOP, TAG_FIELDS, type IncomingHeaders } from '../cache/headers.ts'
+import { decideRange } from '../cache/range.ts'
+import type { RouteConfig } from '../config/types.ts'
+import { errorBody, type GatewayError } from '../errors.ts'
+import type { Answer } from '../lifecycle/read-through.ts'
+
+export const VIA = '1.1 cachegate'
+
+/** Fields never sent downstream as received from the origin or the store. */
+function dropSet (route: RouteConfig | undefined): Set<string> {
+  const drop = new Set<string>([...HOP_BY_HOP, 'age', 'cache-status', ...TARGETED_FIELDS.filter((f) => f !== 'cdn-cache-control')])
+  if (route?.keepTagHeaders !== true) for (const f of TAG_FIELDS) drop.add(f)
+  return drop
+}
+
+const dropSets = new WeakMap<RouteConfig, Set<string>>()
+function dropFor (route: RouteConfig): Set<string> {
+  let s = dropSets.get(route)
+  if (s === undefined) {
+    s = dropSet(route)
+    dropSets.set(route, s)
+  }
+  return s
+}
+
+/** The origin's fields as they go downstream for this route (targeted and tag fields removed, Cache-Control replaced if configured). */
+export function downstreamHeaders (headers: IncomingHeaders, route: RouteConfig): HeaderMap {
+  const drop = dropFor(route)
+  const out: HeaderMap = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || drop.has(name)) continue
+    out[name] = typeof value === 'string' ? value : [...value]
+  }
+  if (route.downstreamCacheControl !== undefined) out['cache-control'] = route.downstreamCacheControl
+  return out
+}
+
+/** Per stored entry object, its downstream fields are computed once (the memory store hands out the same object). */
+const entryHeaders = new WeakMap<CacheEntry, { route: RouteConfig, headers: HeaderMap }>()
+function headersOfEntry (entry: CacheEntry, route: RouteConfig): HeaderMap {
+  const cached = entryHeaders.get(entry)
+  if (cached?.route === route) return cached.headers
+  const headers = downstreamHeaders(entry.headers, route)
+  headers['content-length'] = String(entry.body.length)
+  entryHeaders.set(entry, { route, headers })
+  return headers
+}
+
+export function sendAnswer (reply: FastifyReply, method: string, requestHeaders: IncomingHeaders, route: RouteConfig, answer: Answer): void {
+  if (answer.kind === 'error') {
+    sendError(reply, answer.error, answer.cacheStatus)
+    return
+  }
+  const cacheStatus = formatCacheStatus(answer.cacheStatus)
+  if (answer.kind === 'stream') {
+    const headers = downstreamHeaders(answer.headers, route)
+    if (answer.status === 200 && clientNotModified(headers, requestHeaders)) {
+      answer.body.destroy()
+      send304(reply, headers, cacheStatus, undefined)
+      return
+    }
+    reply.code(answer.status).headers(headers).header('via', VIA).header('cache-status', cacheStatus)
+    if (method === 'HEAD') {
+      answer.body.resume()
+      reply.send()
+      return
+    }
+    reply.send(answer.body)
+    return
+  }
+
+  const { entry } = answer
+  const age = String(Math.floor(answer.age / 1000))
+  const headers = headersOfEntry(entry, route)
+  if (entry.status === 200 && clientNotModified(entry.headers, requestHeaders)) {
+    send304(reply, headers, cacheStatus, age)
+    return
+  }
+  if (entry.status === 200 && requestHeaders.range !== undefined) {
+    const range = decideRange(requestHeaders, entry.headers, entry.body.length)
+    if (range.kind === 'partial') {
+      reply.code(206).headers(headers).headers({
+        'content-range': `bytes ${range.start}-${range.end}/${entry.body.length}`,
+        'content-length': String(range.end - range.start + 1),
+        age,
+        via: VIA,
+        'cache-status': cacheStatus
+      })
+      reply.send(method === 'HEAD' ? undefined : entry.body.subarray(range.start, range.end + 1))
+      return
+    }
+    if (range.kind === 'unsatisfiable') {
+      reply.code(416).headers({ 'content-range': `bytes */${entry.body.length}`, age, via: VIA, 'cache-status': cacheStatus })
+      reply.send()
+      return
+    }
+  }
+  reply.code(entry.status).headers(headers).headers({ age, via: VIA, 'cache-status': cacheStatus })
+  reply.send(method === 'HEAD' ? undefined : entry.body)
+}
+
+function send304 (reply: FastifyReply, headers: HeaderMap, cacheStatus: string, age: string | undefined): void {
+  reply.code(304)
+  for (const name of NOT_MODIFIED_FIELDS) {
+    const v = headers[name]
+    if (v !== undefined) reply.header(name, v)
+  }
+  if (age !== undefined) reply.header('age', age)
+  reply.header('via', VIA).header('cache-status', cacheStatus)
+  reply.send()
+}
+
+export function sendError (reply: FastifyReply, error: GatewayError, cacheStatus: CacheStatus = {}): void {
+  reply.code(error.statusCode)
+    .header('content-type', 'application/json; charset=utf-8')
+    .header('cache-status', formatCacheStatus({ detail: error.code.replace('CG_ERR_', '').toLowerCase().replace(/_/g, '-'), ...cacheStatus }))
+    .header('cache-control', 'no-store')
+    .send(JSON.stringify(errorBody(error.code, error.message)))
+}

@@ -1,0 +1,146 @@
+/**
+ * Request coalescing inside one instance. A Flight is one origin fetch that any number of
+ * clients can subscribe to: each subscriber gets a stream that replays the bytes received
+ * so far and then follows the live body, so a client that arrives mid-transfer is answered
+ * without a second fetch and without a second copy of the body per client. The fetch does
+ * not belong to any one client: if the first client goes away, the others (and the store)
+ * still get the whole body. The leader subscribes as soon as it starts the flight, so no
+ * byte is read before someone can receive it.
+ */
+import { PassThrough, type Readable } from 'node:stream'
+import type { OriginResponse } from '../origin/client.ts'
+import { originError } from '../origin/client.ts'
+import type { GatewayError } from '../errors.ts'
+
+export interface FlightHead {
+  status: number
+  headers: Record<string, string | string[]>
+  requestTime: number
+  responseTime: number
+}
+
+export type FlightEnd =
+  /** The whole body arrived; `body` is set when it was kept (within maxBytes). */
+  | { complete: true, body: Buffer | undefined, bytes: number }
+  | { complete: false, error: GatewayError }
+
+export class Flight {
+  readonly head: Promise<FlightHead>
+  readonly end: Promise<FlightEnd>
+  /** Set by the leader once it knows whether others may be given this response. */
+  shareable = true
+  /** Vary values the response was produced for (set by the leader), to match waiters against. */
+  varyValues: Record<string, string | null> | undefined
+  /** Extra fields for the leader's Cache-Status (e.g. stored, or why not). */
+  stored = false
+  detail: string | undefined
+
+  readonly #chunks: Buffer[] = []
+  #bytes = 0
+  #keeping = true
+  #finished = false
+  #error: Error | undefined
+  readonly #subscribers = new Set<PassThrough>()
+  readonly #maxBytes: number
+
+  constructor (start: () => Promise<OriginResponse>, maxBytes: number, now: () => number) {
+    this.#maxBytes = maxBytes
+    const requestTime = now()
+    const fetched = start()
+    this.head = fetched.then((res) => ({ status: res.status, headers: res.headers, requestTime, responseTime: now() }))
+    this.end = fetched.then(
+      async (res) => await this.#pump(res),
+      (err: unknown) => ({ complete: false as const, error: originError(err) })
+    )
+    // Callers observe failures through head/end; never leave a rejection unhandled here.
+    this.head.catch(() => undefined)
+  }
+
+  async #pump (res: OriginResponse): Promise<FlightEnd> {
+    const declared = Number(res.headers['content-length'])
+    try {
+      for await (const chunk of res.body) {
+        const buf = chunk as Buffer
+        this.#bytes += buf.length
+        if (this.#keeping) {
+          if (this.#bytes > this.#maxBytes) {
+            this.#keeping = false
+            this.#chunks.length = 0
+          } else {
+            this.#chunks.push(buf)
+          }
+        }
+        const waits: Array<Promise<void>> = []
+        for (const s of this.#subscribers) {
+          if (!s.write(buf)) waits.push(new Promise((resolve) => { s.once('drain', resolve); s.once('close', resolve) }))
+        }
+        if (waits.length > 0) await Promise.all(waits)
+      }
+      if (Number.isFinite(declared) && res.headers['content-length'] !== undefined && declared !== this.#bytes) {
+        throw Object.assign(new Error(`content-length ${declared} but ${this.#bytes} bytes received`), { code: 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' })
+      }
+    } catch (err) {
+      const error = originError(err)
+      this.#error = error
+      this.#finished = true
+      this.#chunks.length = 0
+      for (const s of this.#subscribers) s.destroy(error)
+      this.#subscribers.clear()
+      return { complete: false, error }
+    }
+    this.#finished = true
+    for (const s of this.#subscribers) s.end()
+    this.#subscribers.clear()
+    const body = this.#keeping ? Buffer.concat(this.#chunks, this.#bytes) : undefined
+    // Late subscribers (the flight is still referenced by its waiters) replay one buffer.
+    this.#chunks.length = 0
+    if (body !== undefined) this.#chunks.push(body)
+    return { complete: true, body, bytes: this.#bytes }
+  }
+
+  /**
+   * A stream of the whole body for one client, or null when the bytes already sent cannot be
+   * replayed (the body outgrew the replay buffer) or the fetch failed.
+   */
+  subscribe (): Readable | null {
+    if (this.#error !== undefined) return null
+    if (!this.#keeping && this.#bytes > 0) return null
+    const out = new PassThrough()
+    for (const c of this.#chunks) out.write(c)
+    if (this.#finished) {
+      out.end()
+      return out
+    }
+    this.#subscribers.add(out)
+    out.once('close', () => this.#subscribers.delete(out))
+    return out
+  }
+}
+
+/** The flights in progress, by flight key (URL plus known variant). */
+export class Coalescer {
+  readonly #flights = new Map<string, Flight>()
+
+  get (key: string): Flight | undefined {
+    return this.#flights.get(key)
+  }
+
+  start (key: string, create: () => Flight): Flight {
+    const flight = create()
+    this.#flights.set(key, flight)
+    const done = (): void => {
+      if (this.#flights.get(key) === flight) this.#flights.delete(key)
+    }
+    flight.end.then(done, done)
+    return flight
+  }
+
+  /** Stop offering a flight to new waiters (e.g. once it is known to be unshareable). */
+  forget (key: string, flight: Flight): void {
+    if (this.#flights.get(key) === flight) this.#flights.delete(key)
+  }
+
+  get size (): number {
+    return this.#flights.size
+  }
+}

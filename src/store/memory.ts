@@ -1,0 +1,324 @@
+/**
+ * In-process store: an LRU bounded in bytes, with lazy expiry on the injected clock.
+ *
+ * Entries are kept as objects, not encoded. put() stores a private copy (headers, arrays
+ * and the body bytes are copied) and freezes it; reads hand out that frozen copy without
+ * copying again, because hits are the hot path. So a caller cannot change a stored entry
+ * through an object it gave or got: assigning a field throws (ESM is strict mode). The one
+ * thing freezing cannot protect is the body's bytes: callers MUST NOT write into
+ * `entry.body`. To derive an entry (a 304 merge, say) build a new object:
+ * `{ ...entry, headers }`.
+ *
+ * Tag and origin indexes are exact: they are cleaned whenever an entry goes (delete,
+ * eviction, cap, expiry noticed on read or on an index query).
+ */
+import type { CacheEntry, HeaderMap } from '../cache/entry.ts'
+import type { CacheKey, VariantId } from '../cache/key.ts'
+import type { Clock } from '../clock.ts'
+import type { PutOptions, Store, StoreLookup } from './store.ts'
+import { originOf } from './redis-keys.ts'
+
+export interface MemoryStoreOptions {
+  /** Upper bound on the estimated bytes held (bodies plus headers and bookkeeping). */
+  maxBytes: number
+  clock: Clock
+}
+
+export interface MemoryStoreStats {
+  bytes: number
+  entries: number
+}
+
+interface Slot {
+  readonly url: CacheKey
+  readonly variant: VariantId
+  entry: CacheEntry
+  readonly size: number
+  readonly expiresAt: number
+}
+
+interface UrlRecord {
+  vary: readonly string[]
+  /** In store order: the first is the least recently stored (the variant cap drops it). */
+  readonly variants: Map<VariantId, Slot>
+  /** When the Vary record lapses: the latest expiry of any entry stored for the URL. */
+  expiresAt: number
+}
+
+/** Objects, map and set cells, and the key strings, per entry: an estimate, not a measure. */
+const ENTRY_OVERHEAD = 400
+const FIELD_OVERHEAD = 32
+
+export class MemoryStore implements Store {
+  readonly kind = 'memory'
+  readonly #maxBytes: number
+  readonly #clock: Clock
+  readonly #urls = new Map<CacheKey, UrlRecord>()
+  /** Every slot, least recently used first (a Set iterates in insertion order). */
+  readonly #lru = new Set<Slot>()
+  /** tag -> url -> how many of the URL's variants carry the tag. */
+  readonly #tags = new Map<string, Map<CacheKey, number>>()
+  readonly #origins = new Map<string, Set<CacheKey>>()
+  #bytes = 0
+
+  constructor (options: MemoryStoreOptions) {
+    if (!Number.isSafeInteger(options.maxBytes) || options.maxBytes <= 0) {
+      throw new RangeError(`maxBytes must be a positive integer, got ${String(options.maxBytes)}`)
+    }
+    this.#maxBytes = options.maxBytes
+    this.#clock = options.clock
+  }
+
+  stats (): MemoryStoreStats {
+    return { bytes: this.#bytes, entries: this.#lru.size }
+  }
+
+  lookup (url: CacheKey): Promise<StoreLookup> {
+    const record = this.#record(url)
+    if (record === undefined) return Promise.resolve({ vary: null, entry: null })
+    return Promise.resolve({ vary: record.vary, entry: this.#read(record, '' as VariantId) })
+  }
+
+  getVariant (url: CacheKey, variant: VariantId): Promise<CacheEntry | null> {
+    const record = this.#record(url)
+    return Promise.resolve(record === undefined ? null : this.#read(record, variant))
+  }
+
+  put (url: CacheKey, variant: VariantId, entry: CacheEntry, options: PutOptions): Promise<void> {
+    try {
+      checkPut(url, entry, options)
+      this.#put(url, variant, entry, options)
+      return Promise.resolve()
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+
+  #put (url: CacheKey, variant: VariantId, entry: CacheEntry, options: PutOptions): void {
+    const now = this.#clock.now()
+    const vary = varyNames(entry)
+    let record = this.#record(url)
+    if (record !== undefined && !sameNames(record.vary, vary)) {
+      // A changed Vary: the old variants were keyed on other request headers.
+      for (const slot of [...record.variants.values()]) this.#remove(slot)
+      record = undefined
+    }
+    const old = record?.variants.get(variant)
+    if (old !== undefined) this.#remove(old)
+
+    const stored = freezeCopy(entry)
+    const size = estimateSize(stored)
+    if (size > this.#maxBytes) return
+
+    record = this.#urls.get(url)
+    if (record === undefined) {
+      record = { vary, variants: new Map(), expiresAt: 0 }
+      this.#urls.set(url, record)
+      const origin = originOf(url)
+      let urls = this.#origins.get(origin)
+      if (urls === undefined) this.#origins.set(origin, (urls = new Set<CacheKey>()))
+      urls.add(url)
+    }
+    record.vary = vary
+    const expiresAt = now + options.ttlMs
+    record.expiresAt = Math.max(record.expiresAt, expiresAt)
+    const slot: Slot = { url, variant, entry: stored, size, expiresAt }
+    record.variants.set(variant, slot)
+    this.#lru.add(slot)
+    this.#bytes += size
+    for (const tag of new Set(stored.tags)) {
+      let urls = this.#tags.get(tag)
+      if (urls === undefined) this.#tags.set(tag, (urls = new Map<CacheKey, number>()))
+      urls.set(url, (urls.get(url) ?? 0) + 1)
+    }
+
+    while (record.variants.size > options.maxVariants) {
+      const oldest = record.variants.values().next().value
+      if (oldest === undefined) break
+      this.#remove(oldest)
+    }
+    while (this.#bytes > this.#maxBytes) {
+      const lru = this.#lru.values().next().value
+      if (lru === undefined) break
+      this.#remove(lru)
+    }
+  }
+
+  deleteVariant (url: CacheKey, variant: VariantId): Promise<void> {
+    const slot = this.#urls.get(url)?.variants.get(variant)
+    if (slot !== undefined) this.#remove(slot)
+    return Promise.resolve()
+  }
+
+  deleteUrl (url: CacheKey): Promise<number> {
+    const record = this.#urls.get(url)
+    if (record === undefined) return Promise.resolve(0)
+    const now = this.#clock.now()
+    let live = 0
+    for (const slot of [...record.variants.values()]) {
+      if (slot.expiresAt > now) live++
+      this.#remove(slot)
+    }
+    return Promise.resolve(live)
+  }
+
+  markStale (url: CacheKey, at: number): Promise<number> {
+    this.#sweep(url)
+    const record = this.#urls.get(url)
+    if (record === undefined) return Promise.resolve(0)
+    for (const slot of record.variants.values()) {
+      const current = slot.entry.invalidatedAt
+      // An earlier soft purge already made it stale from an earlier time: keep that.
+      if (current === 0 || current > at) slot.entry = Object.freeze({ ...slot.entry, invalidatedAt: at })
+    }
+    return Promise.resolve(record.variants.size)
+  }
+
+  urlsForTag (tag: string): Promise<CacheKey[]> {
+    const urls = this.#tags.get(tag)
+    if (urls === undefined) return Promise.resolve([])
+    for (const url of [...urls.keys()]) this.#sweep(url)
+    return Promise.resolve([...(this.#tags.get(tag)?.keys() ?? [])].sort())
+  }
+
+  urlsForPrefix (origin: string, prefix: string): Promise<CacheKey[]> {
+    const urls = this.#origins.get(origin)
+    if (urls === undefined) return Promise.resolve([])
+    const out: CacheKey[] = []
+    for (const url of [...urls]) {
+      if (!url.startsWith(prefix)) continue
+      this.#sweep(url)
+      if (this.#urls.has(url)) out.push(url)
+    }
+    return Promise.resolve(out.sort())
+  }
+
+  origins (): Promise<string[]> {
+    for (const urls of [...this.#origins.values()]) {
+      for (const url of [...urls]) this.#sweep(url)
+    }
+    return Promise.resolve([...this.#origins.keys()].sort())
+  }
+
+  close (): Promise<void> {
+    this.#urls.clear()
+    this.#lru.clear()
+    this.#tags.clear()
+    this.#origins.clear()
+    this.#bytes = 0
+    return Promise.resolve()
+  }
+
+  /** The URL's record, unless every entry stored for it has expired. */
+  #record (url: CacheKey): UrlRecord | undefined {
+    const record = this.#urls.get(url)
+    if (record !== undefined && record.expiresAt <= this.#clock.now()) {
+      for (const slot of [...record.variants.values()]) this.#remove(slot)
+      return undefined
+    }
+    return record
+  }
+
+  #read (record: UrlRecord, variant: VariantId): CacheEntry | null {
+    const slot = record.variants.get(variant)
+    if (slot === undefined) return null
+    if (slot.expiresAt <= this.#clock.now()) {
+      this.#remove(slot)
+      return null
+    }
+    this.#lru.delete(slot)
+    this.#lru.add(slot)
+    return slot.entry
+  }
+
+  /** Drops the URL's expired entries. */
+  #sweep (url: CacheKey): void {
+    const record = this.#urls.get(url)
+    if (record === undefined) return
+    const now = this.#clock.now()
+    for (const slot of [...record.variants.values()]) {
+      if (slot.expiresAt <= now) this.#remove(slot)
+    }
+  }
+
+  /** Forgets one entry and everything that points at it; the URL goes with its last entry. */
+  #remove (slot: Slot): void {
+    if (!this.#lru.delete(slot)) return
+    this.#bytes -= slot.size
+    for (const tag of new Set(slot.entry.tags)) {
+      const urls = this.#tags.get(tag)
+      const n = urls?.get(slot.url)
+      if (urls === undefined || n === undefined) continue
+      if (n > 1) {
+        urls.set(slot.url, n - 1)
+      } else {
+        urls.delete(slot.url)
+        if (urls.size === 0) this.#tags.delete(tag)
+      }
+    }
+    const record = this.#urls.get(slot.url)
+    if (record === undefined || record.variants.get(slot.variant) !== slot) return
+    record.variants.delete(slot.variant)
+    if (record.variants.size > 0) return
+    this.#urls.delete(slot.url)
+    const origin = originOf(slot.url)
+    const urls = this.#origins.get(origin)
+    urls?.delete(slot.url)
+    if (urls?.size === 0) this.#origins.delete(origin)
+  }
+}
+
+/** Rejects what no store can honour; shared by the stores so they fail alike. */
+export function checkPut (url: CacheKey, entry: CacheEntry, options: PutOptions): void {
+  if (entry.url !== url) {
+    throw new TypeError(`entry.url ${JSON.stringify(entry.url)} does not match the key ${JSON.stringify(url)}`)
+  }
+  if (!Number.isFinite(options.ttlMs) || options.ttlMs <= 0) {
+    throw new RangeError(`ttlMs must be a positive number, got ${String(options.ttlMs)}`)
+  }
+  if (!Number.isSafeInteger(options.maxVariants) || options.maxVariants < 1) {
+    throw new RangeError(`maxVariants must be an integer >= 1, got ${String(options.maxVariants)}`)
+  }
+}
+
+/** The URL's Vary record as stores keep it: the entry's Vary names, sorted. */
+export function varyNames (entry: CacheEntry): readonly string[] {
+  return Object.freeze(Object.keys(entry.vary).sort())
+}
+
+function sameNames (a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((name, i) => name === b[i])
+}
+
+function freezeCopy (e: CacheEntry): CacheEntry {
+  const headers: HeaderMap = Object.freeze(Object.fromEntries(
+    Object.entries(e.headers).map(([name, value]) => [name, Array.isArray(value) ? frozenArray(value) : value])
+  ))
+  return Object.freeze({
+    ...e,
+    headers,
+    body: Buffer.from(e.body),
+    vary: Object.freeze({ ...e.vary }),
+    tags: frozenArray(e.tags)
+  })
+}
+
+function frozenArray (values: readonly string[]): string[] {
+  const copy = values.slice()
+  Object.freeze(copy)
+  return copy
+}
+
+function estimateSize (e: CacheEntry): number {
+  let size = ENTRY_OVERHEAD + e.body.length + 2 * e.url.length
+  for (const [name, value] of Object.entries(e.headers)) {
+    if (Array.isArray(value)) {
+      for (const v of value) size += name.length + v.length + FIELD_OVERHEAD
+    } else {
+      size += name.length + value.length + FIELD_OVERHEAD
+    }
+  }
+  for (const tag of e.tags) size += tag.length + FIELD_OVERHEAD
+  for (const [name, value] of Object.entries(e.vary)) size += name.length + (value?.length ?? 0) + FIELD_OVERHEAD
+  return size
+}
