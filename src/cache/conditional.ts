@@ -44,7 +44,9 @@ export function merge304Headers (stored: HeaderMap, notModified: IncomingHeaders
  * deliberately: §4.3.4 asks a strong 304 validator to match a strong stored one, but origins
  * that weaken ETags when they compress (nginx gzip) answer 304 with the strong form of the
  * weak tag stored, and If-None-Match, which produced the 304, compares weakly (RFC 9110 §13.1.2).
- * Without ETags on both sides, Last-Modified must agree; with no validators, nothing disagrees.
+ * Without ETags on both sides, Last-Modified must agree. A 304 without validators selects the
+ * entry it validated, deliberately: §4.3.4 asks that entry to lack validators too, but the 304
+ * answers a conditional request made for exactly this entry, and origins often omit them.
  */
 export function notModifiedMatches (stored: HeaderMap, notModified: IncomingHeaders): boolean {
   const newTag = single(notModified.etag)

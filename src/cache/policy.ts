@@ -80,7 +80,8 @@ export function decide (entry: CacheEntry, request: Directives, now: number): De
 
   // RFC 5861 §3: serve stale within the window and revalidate in the background. A request
   // that set max-age (any value we got here with) wants a fresher answer, so it waits.
-  if (staleFor <= entry.staleWhileRevalidate && maxAge === undefined) {
+  // The window is half-open, like the store's retention: a window of 0 never serves stale.
+  if (staleFor < entry.staleWhileRevalidate && maxAge === undefined) {
     return { kind: 'stale', age, ttl, refresh: true, detail: 'stale-while-revalidate' }
   }
   return revalidate(purged ? 'purged' : 'stale')
@@ -96,7 +97,8 @@ export function mayServeStaleOnError (entry: CacheEntry, request: Directives, no
   const staleFor = -remainingFreshness(entry, now)
   const requested = deltaSeconds(request, 'stale-if-error')
   const window = Math.max(entry.staleIfError, typeof requested === 'number' ? requested * 1000 : 0)
-  return staleFor <= window
+  // Half-open like the stale-while-revalidate window: a window of 0 never serves stale.
+  return staleFor < window
 }
 
 /** Origin statuses that count as errors for stale-if-error (RFC 5861 §4). */

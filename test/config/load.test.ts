@@ -1,3 +1,4 @@
+/* eslint-disable no-template-curly-in-string -- these tests are about literal ${VAR} references in YAML text */
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import type { Test } from 'tap'
@@ -431,6 +432,7 @@ t.test('YAML anchors and aliases are followed; an aliased duplicate route is rep
 t.test('the result is deeply frozen', async (t) => {
   const config = await loadConfig(fixture('full.yaml'), {})
   const mutations: Array<[string, () => void]> = [
+    ['assignment to a property (ES modules are strict)', () => { config.listen.port = 1 }],
     ['top level', () => { Object.assign(config, { file: 'x' }) }],
     ['a section', () => { Object.assign(config.listen, { port: 1 }) }],
     ['the routes list', () => { (config.routes as RouteConfig[]).push(defaultRoute) }],

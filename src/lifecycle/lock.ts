@@ -1,0 +1,48 @@
+/**
+ * Cluster-wide locks for "one origin fetch per key": a lock has a random token and a TTL,
+ * and only its owner can release it (compare-and-delete), so a crashed holder's lock
+ * expires on its own. LocalLocks serves a single instance (memory store); RedisLocks
+ * (src/store/redis-coordination.ts) serves every instance sharing a Redis.
+ */
+import { randomBytes } from 'node:crypto'
+import type { CacheKey } from '../cache/key.ts'
+import type { Clock } from '../clock.ts'
+
+export type LockPurpose = 'fill' | 'refresh'
+
+export interface Locks {
+  /** Takes the lock when free and returns its token; null when someone else holds it. */
+  acquire(url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number): Promise<string | null>
+  /** Releases the lock only if `token` still owns it. */
+  release(url: CacheKey, purpose: LockPurpose, variant: string, token: string): Promise<boolean>
+}
+
+export function newToken (): string {
+  return randomBytes(12).toString('base64url')
+}
+
+export class LocalLocks implements Locks {
+  readonly #held = new Map<string, { token: string, until: number }>()
+  readonly #clock: Clock
+
+  constructor (clock: Clock) {
+    this.#clock = clock
+  }
+
+  async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number): Promise<string | null> {
+    const name = `${purpose}\n${url}\n${variant}`
+    const now = this.#clock.now()
+    const current = this.#held.get(name)
+    if (current !== undefined && current.until > now) return null
+    const token = newToken()
+    this.#held.set(name, { token, until: now + ttlMs })
+    return token
+  }
+
+  async release (url: CacheKey, purpose: LockPurpose, variant: string, token: string): Promise<boolean> {
+    const name = `${purpose}\n${url}\n${variant}`
+    if (this.#held.get(name)?.token !== token) return false
+    this.#held.delete(name)
+    return true
+  }
+}

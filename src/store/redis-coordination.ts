@@ -1,0 +1,94 @@
+/**
+ * Redis implementations of the cluster-wide lock and message bus.
+ * Lock keys share the URL's hash tag (one Cluster slot with its entries):
+ * `${prefix}{<urlHash>}:lock:<purpose>:<variant>`.
+ */
+import { Cluster, type Redis } from 'ioredis'
+import type { CacheKey } from '../cache/key.ts'
+import type { Bus } from '../invalidation/bus.ts'
+import { newToken, type LockPurpose, type Locks } from '../lifecycle/lock.ts'
+import { urlHash } from './redis-keys.ts'
+
+export function lockKey (prefix: string, url: CacheKey, purpose: LockPurpose, variant: string): string {
+  return `${prefix}{${urlHash(url)}}:lock:${purpose}:${variant}`
+}
+
+// Compare-and-delete: only the holder's token releases the lock.
+const RELEASE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`
+
+interface ReleaseCommand {
+  cachegateLockRelease(key: string, token: string): Promise<number>
+}
+
+export class RedisLocks implements Locks {
+  readonly #client: Redis | Cluster
+  readonly #prefix: string
+
+  constructor (client: Redis | Cluster, prefix: string) {
+    client.defineCommand('cachegateLockRelease', { lua: RELEASE_LUA, numberOfKeys: 1 })
+    this.#client = client
+    this.#prefix = prefix
+  }
+
+  async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number): Promise<string | null> {
+    const token = newToken()
+    const ok = await this.#client.set(lockKey(this.#prefix, url, purpose, variant), token, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')
+    return ok === 'OK' ? token : null
+  }
+
+  async release (url: CacheKey, purpose: LockPurpose, variant: string, token: string): Promise<boolean> {
+    const n = await (this.#client as unknown as ReleaseCommand).cachegateLockRelease(lockKey(this.#prefix, url, purpose, variant), token)
+    return n === 1
+  }
+}
+
+/**
+ * Pub/sub over a dedicated subscriber connection (a subscribed connection can run no other
+ * command). Publishing uses the shared client.
+ */
+export class RedisBus implements Bus {
+  readonly #client: Redis | Cluster
+  readonly #subscriber: Redis | Cluster
+  readonly #handlers = new Map<string, Array<(message: string) => void>>()
+  readonly #reconnectHandlers: Array<() => void> = []
+  #readyOnce = false
+
+  constructor (client: Redis | Cluster, onError: (err: unknown) => void) {
+    this.#client = client
+    this.#subscriber = client instanceof Cluster ? client.duplicate() : client.duplicate({ enableOfflineQueue: true })
+    this.#subscriber.on('error', onError)
+    this.#subscriber.on('message', (channel: string, message: string) => {
+      for (const h of this.#handlers.get(channel) ?? []) h(message)
+    })
+    this.#subscriber.on('ready', () => {
+      if (this.#readyOnce) for (const h of this.#reconnectHandlers) h()
+      this.#readyOnce = true
+    })
+  }
+
+  async publish (channel: string, message: string): Promise<void> {
+    await this.#client.publish(channel, message)
+  }
+
+  async subscribe (channel: string, handler: (message: string) => void): Promise<void> {
+    const list = this.#handlers.get(channel)
+    if (list !== undefined) {
+      list.push(handler)
+      return
+    }
+    this.#handlers.set(channel, [handler])
+    await this.#subscriber.subscribe(channel)
+  }
+
+  onReconnect (handler: () => void): void {
+    this.#reconnectHandlers.push(handler)
+  }
+
+  async close (): Promise<void> {
+    this.#subscriber.disconnect()
+  }
+}
