@@ -19,15 +19,21 @@ import type { OutcomeListener, RequestOutcome } from './observability/events.ts'
 import { createLogger, type Logger } from './observability/logger.ts'
 import { MemoryStore } from './store/memory.ts'
 import { createRedisClient, RedisStore } from './store/redis.ts'
+import { RedisBus, RedisLocks } from './store/redis-coordination.ts'
+import { LocalLocks, type Locks } from './lifecycle/lock.ts'
+import { LocalBus, type Bus } from './invalidation/bus.ts'
+import type { Cluster, Redis } from 'ioredis'
 import type { Store } from './store/store.ts'
 
 export interface GatewayOptions {
   config: GatewayConfig
   clock?: Clock
   logger?: Logger
-  /** Use this store instead of the one the config names (tests, benchmarks). */
+  /** Use this store instead of the one the config names (tests, benchmarks); locks and bus are then local. */
   store?: Store
   onOutcome?: OutcomeListener
+  /** Random source for TTL jitter and refresh-ahead (tests). */
+  random?: () => number
 }
 
 export interface Gateway {
@@ -43,14 +49,71 @@ export interface Gateway {
   close(): Promise<void>
 }
 
-function makeStore (config: GatewayConfig, clock: Clock): Store {
-  if (config.redis === undefined) return new MemoryStore({ maxBytes: config.cache.memoryMaxBytes, clock })
+/** The shared state behind the cache: a store, and the locks and bus that coordinate instances. */
+export interface Backend {
+  store: Store
+  locks: Locks
+  bus: Bus
+  /** Prefix for pub/sub channel names. */
+  prefix: string
+  /** The Redis client when there is one (readiness, settings checks). */
+  redis: Redis | Cluster | undefined
+  close(): Promise<void>
+}
+
+function makeBackend (config: GatewayConfig, clock: Clock, logger: Logger): Backend {
+  if (config.redis === undefined) {
+    const bus = new LocalBus()
+    return {
+      store: new MemoryStore({ maxBytes: config.cache.memoryMaxBytes, clock }),
+      locks: new LocalLocks(clock),
+      bus,
+      prefix: 'cg:',
+      redis: undefined,
+      close: async () => await bus.close()
+    }
+  }
   const client = createRedisClient({
     ...(config.redis.url !== undefined ? { url: config.redis.url } : {}),
     ...(config.redis.cluster.length > 0 ? { cluster: [...config.redis.cluster] } : {}),
     commandTimeout: config.redis.commandTimeout
   })
-  return new RedisStore({ client, keyPrefix: config.redis.keyPrefix, clock })
+  let lastError = ''
+  client.on('error', (err: Error) => {
+    // ioredis repeats the same error on every reconnect attempt: log changes only.
+    if (err.message !== lastError) logger.warn({ err: err.message }, 'redis connection error')
+    lastError = err.message
+  })
+  client.on('ready', () => { lastError = '' })
+  const prefix = config.redis.keyPrefix
+  const bus = new RedisBus(client, (err) => logger.warn({ err: (err as Error).message }, 'redis subscriber error'))
+  return {
+    store: new RedisStore({ client, keyPrefix: prefix, clock }),
+    locks: new RedisLocks(client, prefix),
+    bus,
+    prefix,
+    redis: client,
+    close: async () => {
+      await bus.close()
+      await client.quit().catch(() => client.disconnect())
+    }
+  }
+}
+
+/** Waits (bounded) for the Redis connection so the first requests do not all miss; the gateway serves either way. */
+async function redisReady (client: Redis | Cluster, ms: number): Promise<boolean> {
+  if (client.status === 'ready') return true
+  return await new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      client.off('ready', onReady)
+      resolve(false)
+    }, ms)
+    const onReady = (): void => {
+      clearTimeout(timer)
+      resolve(true)
+    }
+    client.once('ready', onReady)
+  })
 }
 
 /** Malformed HTTP and oversized headers get the catalogue's JSON error, not a bare close. */
@@ -67,7 +130,10 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
   const routes: RouteMatcher = compileRoutes(config.routes)
   const clock = options.clock ?? systemClock
   const logger = options.logger ?? createLogger({ level: 'info', pretty: false })
-  const store = options.store ?? makeStore(config, clock)
+  const backend: Backend = options.store !== undefined
+    ? { store: options.store, locks: new LocalLocks(clock), bus: new LocalBus(), prefix: 'cg:', redis: undefined, close: async () => undefined }
+    : makeBackend(config, clock, logger)
+  const store = backend.store
   const tasks = new Tasks((name, err) => logger.warn({ err, task: name }, 'background task failed'))
   const origin = new OriginClient(config.routes)
   const listeners: OutcomeListener[] = options.onOutcome !== undefined ? [options.onOutcome] : []
@@ -78,7 +144,11 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     clock,
     tasks,
     cache: config.cache,
-    onStoreError: (op, err) => logger.warn({ err, op }, 'store operation failed; serving from the origin')
+    onStoreError: (op, err) => logger.warn({ err: (err as Error).message, op }, 'store operation failed; serving from the origin'),
+    locks: backend.locks,
+    bus: backend.bus,
+    fillChannel: `${backend.prefix}fill`,
+    ...(options.random !== undefined ? { random: options.random } : {})
   })
 
   const app = Fastify({
@@ -132,6 +202,12 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     logger,
     config: () => config,
     async listen () {
+      const subscribed = readThrough.start().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not subscribe to fill messages'))
+      if (backend.redis !== undefined && !(await redisReady(backend.redis, 2000))) {
+        logger.warn('redis is not reachable yet: serving from the origin until it is')
+      } else {
+        await subscribed
+      }
       await app.listen({ port: config.listen.port, host: config.listen.host })
       await admin.listen({ port: config.admin.port, host: config.admin.host })
       const port = (app.server.address() as { port: number }).port
@@ -146,6 +222,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
       await tasks.settled()
       await origin.close()
       await store.close()
+      await backend.close()
     }
   }
 }

@@ -8,7 +8,7 @@ export interface CacheStatus {
   hit?: boolean
   fwd?: Forward
   fwdStatus?: number
-  /** Remaining freshness in seconds (negative when stale), §2.5. */
+  /** Remaining freshness in seconds (negative when stale), §2.4. */
   ttl?: number
   stored?: boolean
   collapsed?: boolean
@@ -32,7 +32,7 @@ export function formatCacheStatus (s: CacheStatus): string {
   if (s.hit === true) out += '; hit'
   if (s.fwd !== undefined) out += `; fwd=${s.fwd}`
   if (s.fwdStatus !== undefined) out += `; fwd-status=${s.fwdStatus}`
-  // ttl is an sf-integer (RFC 9211 §2.5): a non-finite value would make the field invalid.
+  // ttl is an sf-integer (RFC 9211 §2.4): a non-finite value would make the field invalid.
   if (s.ttl !== undefined && Number.isFinite(s.ttl)) out += `; ttl=${Math.floor(s.ttl)}`
   if (s.stored === true) out += '; stored'
   if (s.collapsed === true) out += '; collapsed'

@@ -34,7 +34,7 @@ export type NormalizedUrl =
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/
 const HEX = '0123456789ABCDEF'
-const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::(\d{1,5}))?$/
+const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::(\d{0,5}))?$/
 
 /**
  * Normalizes percent-encoding (RFC 3986 §6.2.2): escapes of unreserved characters are decoded,
@@ -129,7 +129,9 @@ export function normalizeRequestUrl (input: KeyInput, ignore: (name: string) => 
     const n = Number(port)
     if (n > 65535) return { ok: false, reason: 'invalid port in Host header' }
     const hostOnly = authority.slice(0, authority.length - port.length - 1)
-    authority = (scheme === 'http' && n === 80) || (scheme === 'https' && n === 443) ? hostOnly : `${hostOnly}:${n}`
+    // RFC 3986 §6.2.3: an empty port, or the scheme's default, is omitted with its ':'.
+    const isDefault = port === '' || (scheme === 'http' && n === 80) || (scheme === 'https' && n === 443)
+    authority = isDefault ? hostOnly : `${hostOnly}:${n}`
   }
 
   let target = input.target

@@ -15,6 +15,8 @@ export interface Locks {
   acquire(url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number): Promise<string | null>
   /** Releases the lock only if `token` still owns it. */
   release(url: CacheKey, purpose: LockPurpose, variant: string, token: string): Promise<boolean>
+  /** Is the lock held by anyone right now? */
+  held(url: CacheKey, purpose: LockPurpose, variant: string): Promise<boolean>
 }
 
 export function newToken (): string {
@@ -44,5 +46,10 @@ export class LocalLocks implements Locks {
     if (this.#held.get(name)?.token !== token) return false
     this.#held.delete(name)
     return true
+  }
+
+  async held (url: CacheKey, purpose: LockPurpose, variant: string): Promise<boolean> {
+    const current = this.#held.get(`${purpose}\n${url}\n${variant}`)
+    return current !== undefined && current.until > this.#clock.now()
   }
 }

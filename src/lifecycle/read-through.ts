@@ -22,6 +22,9 @@ import type { OriginClient, OriginResponse } from '../origin/client.ts'
 import type { Store } from '../store/store.ts'
 import { Coalescer, Flight, type FlightHead } from './coalesce.ts'
 import type { Tasks } from './tasks.ts'
+import type { Locks } from './lock.ts'
+import type { Bus } from '../invalidation/bus.ts'
+import { refreshAheadDue } from '../cache/policy.ts'
 
 export type Outcome = 'hit' | 'stale' | 'revalidated' | 'miss' | 'pass' | 'error'
 
@@ -53,7 +56,25 @@ export interface ReadThroughOptions {
   cache: CacheConfig
   /** Reports store failures (the cache fails open to the origin). */
   onStoreError: (op: string, err: unknown) => void
+  /** Cluster-wide locks: one fill and one refresh per key across instances. */
+  locks: Locks
+  /** Carries "filled" messages to waiters on other instances. */
+  bus: Bus
+  /** Channel name for fill messages (prefixed like the store's keys). */
+  fillChannel: string
+  /** Random source for TTL jitter and refresh-ahead; injectable for tests. */
+  random?: () => number
+  /** Lifecycle events for metrics. */
+  onEvent?: (event: LifecycleEvent) => void
 }
+
+export type LifecycleEvent =
+  | { type: 'refresh', route: string, result: 'started' | 'succeeded' | 'failed' }
+  | { type: 'collapsed', route: string }
+  | { type: 'origin', route: string, status: number | 'error', seconds: number }
+
+/** How a miss learnt who fetches: this instance leads (token when a lock was taken), or another instance filled it. */
+type Gate = { kind: 'lead', token: string | undefined } | { kind: 'filled', stored: boolean | undefined }
 
 interface Found {
   entry: CacheEntry | null
@@ -70,9 +91,38 @@ export class ReadThrough {
   readonly #uncacheable = new Map<string, number>()
   /** Background refreshes in progress in this instance, by URL + variant. */
   readonly #refreshing = new Set<string>()
+  /** Misses deciding (through the cluster lock) who fetches, by flight key. */
+  readonly #gates = new Map<string, Promise<Gate>>()
+  /** Waiters for another instance's fill, by flight key. */
+  readonly #fillWaiters = new Map<string, Set<(stored: boolean | undefined) => void>>()
+  readonly #random: () => number
+  #subscribed: Promise<void> | undefined
 
   constructor (options: ReadThroughOptions) {
     this.#o = options
+    this.#random = options.random ?? Math.random
+  }
+
+  /** Subscribes to fill messages; call once before serving. */
+  async start (): Promise<void> {
+    this.#subscribed ??= this.#o.bus.subscribe(this.#o.fillChannel, (message) => {
+      let parsed: { k?: unknown, s?: unknown }
+      try {
+        parsed = JSON.parse(message) as { k?: unknown, s?: unknown }
+      } catch {
+        return
+      }
+      if (typeof parsed.k !== 'string') return
+      const waiters = this.#fillWaiters.get(parsed.k)
+      if (waiters === undefined) return
+      this.#fillWaiters.delete(parsed.k)
+      for (const w of waiters) w(parsed.s === true)
+    })
+    await this.#subscribed
+  }
+
+  #event (e: LifecycleEvent): void {
+    this.#o.onEvent?.(e)
   }
 
   get inFlight (): number {
@@ -128,6 +178,8 @@ export class ReadThrough {
   async #reuse (req: CacheRequest, directives: Directives, found: Found, decision: Decision): Promise<Answer> {
     const entry = found.entry as CacheEntry
     if (decision.kind === 'fresh') {
+      // Probabilistic early refresh keeps a hot key from ever going stale.
+      if (req.route.refreshAhead && refreshAheadDue(entry, decision.ttl, this.#random())) this.#refreshInBackground(req, entry)
       return { kind: 'entry', entry, age: decision.age, cacheStatus: { hit: true, ttl: decision.ttl / 1000 }, outcome: 'hit' }
     }
     if (decision.kind === 'stale') {
@@ -135,11 +187,17 @@ export class ReadThrough {
       return { kind: 'entry', entry, age: decision.age, cacheStatus: { hit: true, fwd: 'stale', ttl: decision.ttl / 1000, detail: decision.detail }, outcome: 'stale' }
     }
     // Must revalidate (or refetch) in the foreground.
-    const fwd = decision.detail.startsWith('request') ? 'request' : 'stale'
     if (directives.has('only-if-cached')) {
+      const fwd = decision.detail.startsWith('request') ? 'request' : 'stale'
       return { kind: 'error', error: new GatewayError('CG_ERR_ONLY_IF_CACHED'), cacheStatus: { fwd, detail: 'only-if-cached' }, outcome: 'error' }
     }
-    if (!hasValidators(entry)) return await this.#miss(req, directives, found, { fwd, detail: decision.detail }, entry)
+    return await this.#revalidate(req, directives, found, entry, decision.detail)
+  }
+
+  /** RFC 9111 §4.3: a conditional request when the entry has validators, else a full fetch that replaces it. */
+  async #revalidate (req: CacheRequest, directives: Directives, found: Found, entry: CacheEntry, detail: string): Promise<Answer> {
+    const fwd = detail.startsWith('request') ? 'request' : 'stale'
+    if (!hasValidators(entry)) return await this.#miss(req, directives, found, { fwd, detail }, entry)
     let res: OriginResponse
     const requestTime = this.#o.clock.now()
     try {
@@ -163,7 +221,7 @@ export class ReadThrough {
       return this.#staleAnswer(entry, fwd, res.status)
     }
     // A full response replaces the entry: treat it like a miss that already has its response.
-    return await this.#miss(req, directives, found, { fwd, detail: decision.detail }, entry, res, requestTime, responseTime)
+    return await this.#miss(req, directives, found, { fwd, detail }, entry, res, requestTime, responseTime)
   }
 
   #staleAnswer (entry: CacheEntry, fwd: CacheStatus['fwd'], fwdStatus?: number): Answer {
@@ -204,12 +262,15 @@ export class ReadThrough {
     return next
   }
 
-  async #put (url: CacheKey, variant: VariantId, entry: CacheEntry): Promise<void> {
+  /** Stores an entry; a failed write is reported and dropped, never retried in the request path. */
+  async #put (url: CacheKey, variant: VariantId, entry: CacheEntry): Promise<boolean> {
     const ttlMs = Math.max(1, Math.ceil(retention(entry)))
     try {
       await this.#o.store.put(url, variant, entry, { ttlMs, maxVariants: this.#o.cache.maxVariants })
+      return true
     } catch (err) {
       this.#o.onStoreError('put', err)
+      return false
     }
   }
 
@@ -222,24 +283,45 @@ export class ReadThrough {
   }
 
   /**
-   * RFC 5861 §3: one background revalidation per URL and variant in this instance; the
-   * client that triggered it has already been answered from the stale entry.
+   * RFC 5861 §3: one background revalidation per URL and variant across every instance
+   * sharing the store (a lock with a TTL, so a crashed instance's lock expires); the client
+   * that triggered it has already been answered from the stale entry.
    */
   #refreshInBackground (req: CacheRequest, entry: CacheEntry): void {
-    const id = `${req.key}\n${variantId(entry.vary)}`
+    const variant = variantId(entry.vary)
+    const id = `${req.key}\n${variant}`
     if (this.#refreshing.has(id)) return
     this.#refreshing.add(id)
+    const route = req.route.name
     this.#o.tasks.run('refresh', async () => {
+      let token: string | null = null
       try {
+        try {
+          token = await this.#o.locks.acquire(req.key, 'refresh', variant, refreshLockTtl(req.route))
+        } catch (err) {
+          this.#o.onStoreError('lock', err)
+          return
+        }
+        if (token === null) return // another instance is refreshing this key
+        this.#event({ type: 'refresh', route, result: 'started' })
         const found = await this.#find(req)
         const current = found.entry ?? entry
         const d = decide(current, new Map(), this.#o.clock.now())
-        if (d.kind === 'fresh') return // refreshed meanwhile
-        const answer = await this.#reuse({ ...req, method: 'GET' }, new Map(), { ...found, entry: current }, { kind: 'revalidate', age: d.age, ttl: d.ttl, detail: 'stale' })
-        // A full response is stored by the flight; drain it since no client reads it.
-        if (answer.kind === 'stream') answer.body.resume()
+        if (d.kind === 'fresh' && !req.route.refreshAhead) {
+          this.#event({ type: 'refresh', route, result: 'succeeded' })
+          return // refreshed meanwhile
+        }
+        const answer = await this.#revalidate({ ...req, method: 'GET' }, new Map(), { ...found, entry: current, variant }, current, 'stale')
+        if (answer.kind === 'stream') {
+          // A full response is stored by the flight; drain it since no client reads it.
+          answer.body.resume()
+        }
+        const ok = answer.kind !== 'error' && !(answer.kind === 'entry' && answer.cacheStatus.detail === 'stale-if-error') &&
+          !(answer.kind === 'stream' && answer.status >= 500)
+        this.#event({ type: 'refresh', route, result: ok ? 'succeeded' : 'failed' })
       } finally {
         this.#refreshing.delete(id)
+        if (token !== null) await this.#o.locks.release(req.key, 'refresh', variant, token).catch((err: unknown) => this.#o.onStoreError('unlock', err))
       }
     })
   }
@@ -259,24 +341,52 @@ export class ReadThrough {
     responseTime?: number
   ): Promise<Answer> {
     const now = this.#o.clock.now()
-    const flightKey = found.variant === undefined ? `${req.key}\n?` : `${req.key}\n${found.variant}`
+    const lockVariant = found.variant ?? '?'
+    const flightKey = `${req.key}\n${lockVariant}`
     const hfm = this.#uncacheable.get(req.key)
     const hitForMiss = hfm !== undefined && hfm > now
     if (hfm !== undefined && !hitForMiss) this.#uncacheable.delete(req.key)
     // Requests with credentials, or that must not share, fetch alone.
-    const alone = already !== undefined || hitForMiss || req.headers.authorization !== undefined || directives.has('no-store')
+    let alone = already !== undefined || hitForMiss || req.headers.authorization !== undefined || directives.has('no-store')
 
+    let token: string | undefined
     if (!alone) {
       const existing = this.#coalescer.get(flightKey)
       if (existing !== undefined) {
         const joined = await this.#join(req, existing)
         if (joined !== undefined) return joined
+      } else {
+        // One fetch per key across instances: the first local miss asks the cluster lock;
+        // the other local misses wait on the same answer.
+        let gate = this.#gates.get(flightKey)
+        const creator = gate === undefined
+        if (gate === undefined) {
+          gate = this.#gate(req, flightKey, lockVariant)
+          this.#gates.set(flightKey, gate)
+        }
+        const g = await gate
+        if (creator) this.#gates.delete(flightKey)
+        if (creator && g.kind === 'lead') {
+          token = g.token
+        } else {
+          const local = this.#coalescer.get(flightKey)
+          const joined = local !== undefined ? await this.#join(req, local) : undefined
+          if (joined !== undefined) return joined
+          if (g.kind === 'filled' && g.stored === false) {
+            // The other instance found it uncacheable: do not queue the next burst behind it.
+            alone = true
+            if (this.#o.cache.hitForMiss > 0) this.#uncacheable.set(req.key, now + this.#o.cache.hitForMiss)
+          } else {
+            const served = await this.#servedAfterFill(req, directives)
+            if (served !== undefined) return served
+          }
+        }
       }
     }
 
     const start = already !== undefined
       ? async () => await Promise.resolve(already)
-      : async () => await this.#o.origin.request(req.route, { method: 'GET', path: req.path, headers: this.#forFetch(req.forward) })
+      : async () => await this.#fetch(req)
     const clock = this.#o.clock
     let times = 0
     const flightNow = (): number => {
@@ -289,6 +399,41 @@ export class ReadThrough {
     const body = flight.subscribe()
     if (!alone) this.#coalescer.start(flightKey, () => flight)
 
+    // The fill lock is released, and waiters elsewhere told, once the store write is done.
+    let settleFill: ((stored: Promise<boolean>) => void) | undefined
+    if (token !== undefined) {
+      const held = token
+      const outcome = new Promise<Promise<boolean>>((resolve) => { settleFill = resolve })
+      this.#o.tasks.run('fill', async () => {
+        let stored = false
+        try {
+          stored = await (await outcome)
+        } finally {
+          await this.#o.locks.release(req.key, 'fill', lockVariant, held).catch((err: unknown) => this.#o.onStoreError('unlock', err))
+          await this.#o.bus.publish(this.#o.fillChannel, JSON.stringify({ k: flightKey, s: stored })).catch((err: unknown) => this.#o.onStoreError('publish', err))
+        }
+      })
+    }
+    try {
+      return await this.#lead(req, directives, found, status, flight, body, flightKey, now, stale, (stored) => settleFill?.(stored))
+    } finally {
+      settleFill?.(Promise.resolve(false))
+    }
+  }
+
+  /** Waits for the origin's answer to the flight this request leads, stores it when allowed, and answers. */
+  async #lead (
+    req: CacheRequest,
+    directives: Directives,
+    found: Found,
+    status: CacheStatus,
+    flight: Flight,
+    body: Readable | null,
+    flightKey: string,
+    now: number,
+    stale: CacheEntry | undefined,
+    storing: (stored: Promise<boolean>) => void
+  ): Promise<Answer> {
     let head: FlightHead
     try {
       head = await flight.head
@@ -330,13 +475,16 @@ export class ReadThrough {
       if (detail !== 'too-large' && this.#o.cache.hitForMiss > 0) this.#uncacheable.set(req.key, now + this.#o.cache.hitForMiss)
       if (stale !== undefined && (detail !== 'too-large')) await this.#deleteVariant(req.key, found.variant ?? variantId(values))
     } else if (prepared.storable) {
-      const p = prepared
-      this.#o.tasks.run('store', async () => {
+      const jitter = req.route.ttlJitter
+      // TTL jitter only shortens: entries stored together do not all expire together.
+      const meta = jitter > 0 ? { ...prepared.meta, freshness: Math.floor(prepared.meta.freshness * (1 - this.#random() * jitter / 100)) } : prepared.meta
+      const stored = (async () => {
         const end = await flight.end
-        if (!end.complete || end.body === undefined) return
-        const entry: CacheEntry = { ...p.meta, body: end.body, vary: values }
-        await this.#put(req.key, variantId(values), entry)
-      })
+        if (!end.complete || end.body === undefined) return false
+        return await this.#put(req.key, variantId(values), { ...meta, body: end.body, vary: values })
+      })()
+      storing(stored)
+      this.#o.tasks.run('store', async () => await stored)
       flight.stored = true
     }
 
@@ -354,6 +502,69 @@ export class ReadThrough {
     }
   }
 
+  async #fetch (req: CacheRequest): Promise<OriginResponse> {
+    const started = this.#o.clock.now()
+    try {
+      const res = await this.#o.origin.request(req.route, { method: 'GET', path: req.path, headers: this.#forFetch(req.forward) })
+      this.#event({ type: 'origin', route: req.route.name, status: res.status, seconds: (this.#o.clock.now() - started) / 1000 })
+      return res
+    } catch (err) {
+      this.#event({ type: 'origin', route: req.route.name, status: 'error', seconds: (this.#o.clock.now() - started) / 1000 })
+      throw err
+    }
+  }
+
+  /** Who fetches this key: this instance (when it takes the fill lock) or another one it waits for. */
+  async #gate (req: CacheRequest, flightKey: string, lockVariant: string): Promise<Gate> {
+    if (this.#o.cache.coalesceWait <= 0) return { kind: 'lead', token: undefined }
+    let token: string | null
+    try {
+      token = await this.#o.locks.acquire(req.key, 'fill', lockVariant, this.#o.cache.coalesceWait)
+    } catch (err) {
+      // No coordination without the store: coalesce inside this instance only.
+      this.#o.onStoreError('lock', err)
+      return { kind: 'lead', token: undefined }
+    }
+    if (token !== null) return { kind: 'lead', token }
+    return { kind: 'filled', stored: await this.#waitForFill(req, flightKey, lockVariant) }
+  }
+
+  /**
+   * Resolves when another instance announces the fill (true: stored), or undefined after
+   * coalesceWait, after which the waiter goes to the origin itself rather than failing.
+   */
+  async #waitForFill (req: CacheRequest, flightKey: string, lockVariant: string): Promise<boolean | undefined> {
+    return await new Promise((resolve) => {
+      let waiters = this.#fillWaiters.get(flightKey)
+      if (waiters === undefined) {
+        waiters = new Set()
+        this.#fillWaiters.set(flightKey, waiters)
+      }
+      const set = waiters
+      const finish = (stored: boolean | undefined): void => {
+        clearTimeout(timer)
+        set.delete(finish)
+        if (set.size === 0 && this.#fillWaiters.get(flightKey) === set) this.#fillWaiters.delete(flightKey)
+        resolve(stored)
+      }
+      const timer = setTimeout(() => finish(undefined), this.#o.cache.coalesceWait)
+      set.add(finish)
+      // The fill may have ended between the failed acquire and now: if the lock is gone, look
+      // again. If the check itself fails, keep waiting for the message or the deadline.
+      this.#o.locks.held(req.key, 'fill', lockVariant).then((held) => { if (!held) finish(true) }, () => undefined)
+    })
+  }
+
+  /** After another instance's fill: the stored entry when it may answer this request. */
+  async #servedAfterFill (req: CacheRequest, directives: Directives): Promise<Answer | undefined> {
+    const found = await this.#find(req)
+    if (found.entry === null) return undefined
+    const d = decide(found.entry, directives, this.#o.clock.now())
+    if (d.kind === 'revalidate') return undefined
+    this.#event({ type: 'collapsed', route: req.route.name })
+    return { kind: 'entry', entry: found.entry, age: d.age, cacheStatus: { fwd: 'uri-miss', collapsed: true }, outcome: 'miss' }
+  }
+
   /** Join a flight in progress; undefined when this request may not share its response. */
   async #join (req: CacheRequest, flight: Flight): Promise<Answer | undefined> {
     let head: FlightHead
@@ -367,6 +578,7 @@ export class ReadThrough {
     if (!sameVariant(flight.varyValues, variantValues(spec, req.headers))) return undefined
     const body = flight.subscribe()
     if (body === null) return undefined
+    this.#event({ type: 'collapsed', route: req.route.name })
     return {
       kind: 'stream',
       status: head.status,
@@ -376,4 +588,9 @@ export class ReadThrough {
       outcome: 'miss'
     }
   }
+}
+
+/** A refresh lock outlives the longest the refresh may take (connect + headers + body), at most a minute. */
+function refreshLockTtl (route: RouteConfig): number {
+  return Math.min(60_000, route.timeouts.connect + route.timeouts.headers + route.timeouts.body)
 }

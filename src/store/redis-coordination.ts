@@ -3,7 +3,7 @@
  * Lock keys share the URL's hash tag (one Cluster slot with its entries):
  * `${prefix}{<urlHash>}:lock:<purpose>:<variant>`.
  */
-import { Cluster, type Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import type { CacheKey } from '../cache/key.ts'
 import type { Bus } from '../invalidation/bus.ts'
 import { newToken, type LockPurpose, type Locks } from '../lifecycle/lock.ts'
@@ -44,6 +44,16 @@ export class RedisLocks implements Locks {
     const n = await (this.#client as unknown as ReleaseCommand).cachegateLockRelease(lockKey(this.#prefix, url, purpose, variant), token)
     return n === 1
   }
+
+  async held (url: CacheKey, purpose: LockPurpose, variant: string): Promise<boolean> {
+    return (await this.#client.exists(lockKey(this.#prefix, url, purpose, variant))) === 1
+  }
+}
+
+/** Options without ioredis' commandTimeout (any number there arms a timer, 0 included). */
+function withoutTimeout<T extends { commandTimeout?: number | undefined }> (options: T): Omit<T, 'commandTimeout'> {
+  const { commandTimeout: _unused, ...rest } = options
+  return rest
 }
 
 /**
@@ -59,7 +69,10 @@ export class RedisBus implements Bus {
 
   constructor (client: Redis | Cluster, onError: (err: unknown) => void) {
     this.#client = client
-    this.#subscriber = client instanceof Cluster ? client.duplicate() : client.duplicate({ enableOfflineQueue: true })
+    // Subscribing waits for the connection and has no command timeout: it is not on a request path.
+    this.#subscriber = client instanceof Cluster
+      ? client.duplicate(undefined, { enableOfflineQueue: true, redisOptions: withoutTimeout(client.options.redisOptions ?? {}) })
+      : new Redis({ ...withoutTimeout(client.options), enableOfflineQueue: true })
     this.#subscriber.on('error', onError)
     this.#subscriber.on('message', (channel: string, message: string) => {
       for (const h of this.#handlers.get(channel) ?? []) h(message)

@@ -1,0 +1,143 @@
+import t from 'tap'
+import { parseCacheControl } from '../../src/cache/cache-control.ts'
+import type { IncomingHeaders } from '../../src/cache/headers.ts'
+import type { CacheKey } from '../../src/cache/key.ts'
+import { prepareEntry, type EntryPolicy, type OriginAnswer, type Prepared } from '../../src/cache/prepare.ts'
+
+const T = Date.UTC(2026, 0, 1)
+const S = 1000
+const url = 'http://h/p' as CacheKey
+
+const policy = (p: Partial<EntryPolicy> = {}): EntryPolicy => ({
+  storeContentTypes: [],
+  defaultTtl: undefined,
+  maxTtl: undefined,
+  staleWhileRevalidate: 0,
+  staleIfError: 0,
+  ...p
+})
+
+function prepare (headers: IncomingHeaders, over: Partial<OriginAnswer> = {}, p: Partial<EntryPolicy> = {}): Prepared {
+  return prepareEntry({
+    url,
+    method: 'GET',
+    requestHeaders: {},
+    request: parseCacheControl(undefined),
+    status: 200,
+    headers,
+    requestTime: T,
+    responseTime: T,
+    ...over
+  }, policy(p))
+}
+
+function stored (headers: IncomingHeaders, over: Partial<OriginAnswer> = {}, p: Partial<EntryPolicy> = {}): Extract<Prepared, { storable: true }> {
+  const r = prepare(headers, over, p)
+  if (!r.storable) throw new Error(`expected storable, got ${r.detail}`)
+  return r
+}
+
+t.test('prepareEntry builds entry metadata for a storable response', async (t) => {
+  const r = stored({
+    'cache-control': 'max-age=60, stale-while-revalidate=30, stale-if-error=300',
+    'content-type': 'application/json',
+    etag: '"v1"',
+    age: '5',
+    connection: 'keep-alive, X-Hop',
+    'keep-alive': 'timeout=5',
+    'x-hop': '1',
+    'transfer-encoding': 'chunked',
+    'surrogate-key': 'product-1 list',
+    'cache-tag': 'list, category-2',
+    vary: 'Accept-Encoding, Origin'
+  }, { requestTime: T - 2 * S })
+  t.same(r.meta, {
+    url,
+    status: 200,
+    headers: {
+      'cache-control': 'max-age=60, stale-while-revalidate=30, stale-if-error=300',
+      'content-type': 'application/json',
+      etag: '"v1"',
+      'surrogate-key': 'product-1 list',
+      'cache-tag': 'list, category-2',
+      vary: 'Accept-Encoding, Origin'
+    },
+    requestTime: T - 2 * S,
+    responseTime: T,
+    initialAge: 7 * S,
+    freshness: 60 * S,
+    staleWhileRevalidate: 30 * S,
+    staleIfError: 300 * S,
+    tags: ['product-1', 'list', 'category-2'],
+    mustRevalidate: false,
+    noCache: false,
+    invalidatedAt: 0
+  }, 'headers without hop-by-hop, Connection-listed fields and Age; §4.2.3 initial age; tags from both fields')
+  t.same(r.varyNames, ['accept-encoding', 'origin'], 'Vary names, lower-case and sorted')
+  t.equal(r.freshness.source, 'max-age')
+  t.equal(r.ttlMs, 53 * S + 300 * S, 'retention: freshness left after the initial age, plus the longer stale window')
+})
+
+t.test('prepareEntry sets mustRevalidate and noCache from the response directives (RFC 9111 §5.2.2)', async (t) => {
+  const rows: Array<{ name: string, cc: string, mustRevalidate?: boolean, noCache?: boolean }> = [
+    { name: '§5.2.2.2 must-revalidate', cc: 'max-age=60, must-revalidate', mustRevalidate: true },
+    { name: '§5.2.2.8 proxy-revalidate applies to a shared cache', cc: 'max-age=60, proxy-revalidate', mustRevalidate: true },
+    { name: '§5.2.2.10 s-maxage implies proxy-revalidate', cc: 's-maxage=60', mustRevalidate: true },
+    { name: '§5.2.2.10 deliberately, s-maxage with stale-while-revalidate does not imply proxy-revalidate', cc: 's-maxage=60, stale-while-revalidate=30', mustRevalidate: false },
+    { name: '§5.2.2.10 deliberately, s-maxage with stale-if-error does not imply proxy-revalidate', cc: 's-maxage=60, stale-if-error=30', mustRevalidate: false },
+    { name: '§5.2.2.2 an explicit must-revalidate wins over RFC 5861 directives', cc: 's-maxage=60, stale-while-revalidate=30, must-revalidate', mustRevalidate: true },
+    { name: '§5.2.2.1 max-age alone allows stale use', cc: 'max-age=60', mustRevalidate: false, noCache: false },
+    { name: '§5.2.2.4 unqualified no-cache forces validation', cc: 'max-age=60, no-cache', noCache: true },
+    { name: '§5.2.2.4 qualified no-cache does not force validation of the whole response', cc: 'max-age=60, no-cache="x-user"', noCache: false }
+  ]
+  for (const row of rows) {
+    const r = stored({ 'cache-control': row.cc })
+    if (row.mustRevalidate !== undefined) t.equal(r.meta.mustRevalidate, row.mustRevalidate, `${row.name} (mustRevalidate)`)
+    if (row.noCache !== undefined) t.equal(r.meta.noCache, row.noCache, `${row.name} (noCache)`)
+  }
+})
+
+t.test('prepareEntry does not store the fields a qualified no-cache names (RFC 9111 §5.2.2.4)', async (t) => {
+  const r = stored({ 'cache-control': 'max-age=60, no-cache="X-User, x-Secret"', 'x-user': 'alice', 'x-secret': 's', 'x-public': 'p' })
+  t.same(Object.keys(r.meta.headers).sort(), ['cache-control', 'x-public'])
+})
+
+t.test('prepareEntry refuses with the reason', async (t) => {
+  const rows: Array<{ name: string, headers: IncomingHeaders, over?: Partial<OriginAnswer>, policy?: Partial<EntryPolicy>, detail: string }> = [
+    { name: '§3 no-store', headers: { 'cache-control': 'no-store' }, detail: 'no-store' },
+    { name: '§3 private', headers: { 'cache-control': 'private, max-age=60' }, detail: 'private' },
+    { name: 'Set-Cookie', headers: { 'cache-control': 'max-age=60', 'set-cookie': 'a=1' }, detail: 'set-cookie' },
+    { name: '§4.1 Vary: *', headers: { 'cache-control': 'max-age=60', vary: '*' }, detail: 'vary-star' },
+    { name: '§3 a POST', headers: { 'cache-control': 'max-age=60' }, over: { method: 'POST' }, detail: 'method' },
+    { name: '§4.2 stale on arrival: max-age=0 without stale windows', headers: { 'cache-control': 'max-age=0' }, detail: 'stale-on-arrival' },
+    { name: '§4.2.3 stale on arrival: the Age header spends the whole lifetime', headers: { 'cache-control': 'max-age=60', age: '60' }, detail: 'stale-on-arrival' },
+    { name: '§4.2.3 stale on arrival: an old Date spends the whole lifetime', headers: { 'cache-control': 'max-age=60', date: new Date(T - 120 * S).toUTCString() }, detail: 'stale-on-arrival' },
+    { name: '§4.2.2 stale on arrival: a heuristically cacheable 200 without any freshness', headers: {}, detail: 'stale-on-arrival' },
+    { name: '§5.3 stale on arrival: an invalid Expires', headers: { expires: '0' }, detail: 'stale-on-arrival' }
+  ]
+  for (const row of rows) {
+    const r = prepare(row.headers, row.over, row.policy)
+    t.same(r, { storable: false, detail: row.detail }, row.name)
+  }
+})
+
+t.test('prepareEntry keeps a stale-on-arrival response when a stale window remains', async (t) => {
+  const r = stored({ 'cache-control': 'max-age=0, stale-while-revalidate=30' })
+  t.equal(r.meta.freshness, 0)
+  t.equal(r.ttlMs, 30 * S)
+  const d = stored({}, {}, { staleIfError: 60 * S })
+  t.equal(d.ttlMs, 60 * S, 'the route\'s default window counts too')
+})
+
+t.test('prepareEntry applies route defaults and caps', async (t) => {
+  const r = stored({ 'content-type': 'text/html' }, {}, { defaultTtl: 120 * S, maxTtl: 60 * S })
+  t.equal(r.meta.freshness, 60 * S)
+  t.equal(r.freshness.source, 'default-ttl')
+  t.same(prepare({ 'cache-control': 'max-age=60', 'content-type': 'text/html' }, {}, { storeContentTypes: ['application/json'] }), { storable: false, detail: 'content-type' })
+})
+
+t.test('prepareEntry reads a targeted field instead of Cache-Control (RFC 9213)', async (t) => {
+  const r = stored({ 'cdn-cache-control': 'max-age=600', 'cache-control': 'no-store' })
+  t.equal(r.meta.freshness, 600 * S)
+  t.same(prepare({ 'cachegate-cache-control': 'no-store', 'cache-control': 'max-age=60' }), { storable: false, detail: 'no-store' })
+})
