@@ -189,12 +189,14 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
     const target = route.origin + normalized.pathAndQuery
     return await reply.from(target, {
       rewriteRequestHeaders: (_req, headers) => ({ ...forward, host: headers.host, ...(headers['content-length'] !== undefined ? { 'content-length': headers['content-length'] } : {}) }),
-      rewriteHeaders: (headers) => ({ ...downstreamHeaders(headers, route), via: VIA, 'cache-status': formatCacheStatus({ ...passStatus, fwdStatus: reply.statusCode }) }),
+      // reply-from rewrites the headers before it sets the status: fwd-status is added in onResponse.
+      rewriteHeaders: (headers) => ({ ...downstreamHeaders(headers, route), via: VIA }),
       onResponse: (_req, rep, raw): void => {
         // reply-from hands undici's response: status, headers and the body stream.
         const res = raw as unknown as { statusCode: number, headers: IncomingHttpHeaders, stream: Readable }
         state.originStatus = res.statusCode
         const status = res.statusCode
+        rep.header('cache-status', formatCacheStatus({ ...passStatus, fwdStatus: status }))
         if (isUnsafe(method) && status >= 200 && status < 400) {
           const keys = invalidationTargets(method, status, normalized.key, res.headers, ignoreFor(route))
           // §4.4: invalidate before the client sees the answer, so its next read is not stale.

@@ -38,6 +38,8 @@ export interface GatewayOptions {
   env?: Record<string, string>
   clock?: ManualClock
   store?: Store
+  /** Random source for TTL jitter and refresh-ahead. */
+  random?: () => number
 }
 
 export async function withGateway (t: Test, options: GatewayOptions): Promise<GatewayHandle> {
@@ -59,6 +61,7 @@ export async function withGateway (t: Test, options: GatewayOptions): Promise<Ga
     clock,
     logger: createLogger({ level: 'info', pretty: false, destination }),
     ...(options.store !== undefined ? { store: options.store } : {}),
+    ...(options.random !== undefined ? { random: options.random } : {}),
     onOutcome: (o) => outcomes.push(o)
   })
   const { port, adminPort } = await gateway.listen()
