@@ -16,9 +16,13 @@ import type { Answer } from '../lifecycle/read-through.ts'
 
 export const VIA = '1.1 cachegate'
 
-/** Fields never sent downstream as received from the origin or the store. */
+/**
+ * Fields never sent downstream as received from the origin or the store. The origin's Age is
+ * kept (RFC 9111 §5.1): a response forwarded on a miss is as old as the origin says, and
+ * answers from the store set their own Age.
+ */
 function dropSet (route: RouteConfig | undefined): Set<string> {
-  const drop = new Set<string>([...HOP_BY_HOP, 'age', 'cache-status', ...TARGETED_FIELDS.filter((f) => f !== 'cdn-cache-control')])
+  const drop = new Set<string>([...HOP_BY_HOP, 'cache-status', ...TARGETED_FIELDS.filter((f) => f !== 'cdn-cache-control')])
   if (route?.keepTagHeaders !== true) for (const f of TAG_FIELDS) drop.add(f)
   return drop
 }

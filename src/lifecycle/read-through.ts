@@ -143,7 +143,7 @@ export class ReadThrough {
       // RFC 9111 §5.2.1.7: no stored response may be used, so 504.
       return { kind: 'error', error: new GatewayError('CG_ERR_ONLY_IF_CACHED'), cacheStatus: { fwd: 'miss', detail: 'only-if-cached' }, outcome: 'error' }
     }
-    const fwd = found.vary === null ? 'uri-miss' : 'vary-miss'
+    const fwd = found.vary === null || found.variant === NO_VARIANT ? 'uri-miss' : 'vary-miss'
     return await this.#miss(req, directives, found, { fwd, ...(found.storeDetail !== undefined ? { detail: found.storeDetail } : {}) })
   }
 
@@ -172,6 +172,8 @@ export class ReadThrough {
     }
     // Never answer with a response stored for another URL or another variant.
     if (entry !== null && (entry.url !== req.key || !sameVariant(entry.vary, values))) entry = null
+    // Past freshness and both stale windows an entry is gone, whatever the store's own TTL says.
+    if (entry !== null && this.#o.clock.now() > entry.responseTime + retention(entry)) entry = null
     return { entry, vary: lookup.vary, variant, values, storeDetail: undefined }
   }
 
