@@ -15,6 +15,7 @@ import { ReadThrough } from './lifecycle/read-through.ts'
 import { Tasks } from './lifecycle/tasks.ts'
 import { OriginClient } from './origin/client.ts'
 import { proxyPlugin } from './http/proxy.ts'
+import { createAdminApp } from './http/admin.ts'
 import type { OutcomeListener, RequestOutcome } from './observability/events.ts'
 import { createLogger, type Logger } from './observability/logger.ts'
 import { MemoryStore } from './store/memory.ts'
@@ -43,6 +44,11 @@ export interface Gateway {
   readonly tasks: Tasks
   readonly logger: Logger
   config(): GatewayConfig
+  /**
+   * Swaps in a new validated config for new requests (routes, origins, route options).
+   * Listener addresses, the store and cache-wide settings take effect at the next start.
+   */
+  reload(next: GatewayConfig): void
   /** Starts both listeners; returns the bound ports. */
   listen(): Promise<{ port: number, adminPort: number }>
   /** Stops accepting, lets in-flight requests and background tasks finish, closes pools and the store. */
@@ -126,8 +132,8 @@ function clientErrorHandler (err: Error & { code?: string }, socket: Socket): vo
 }
 
 export async function createGateway (options: GatewayOptions): Promise<Gateway> {
-  const config = options.config
-  const routes: RouteMatcher = compileRoutes(config.routes)
+  let config = options.config
+  let routes: RouteMatcher = compileRoutes(config.routes)
   const clock = options.clock ?? systemClock
   const logger = options.logger ?? createLogger({ level: 'info', pretty: false })
   const backend: Backend = options.store !== undefined
@@ -189,8 +195,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     onError: (err, context) => logger.error({ err, context }, 'unexpected error')
   })
 
-  const admin = Fastify({ logger: false })
-  admin.get('/healthz', async () => ({ status: 'ok' }))
+  const admin = createAdminApp({ config: () => config, now: () => clock.now() })
   admin.get('/readyz', async () => ({ status: 'ready', store: store.kind }))
 
   let closed = false
@@ -201,6 +206,12 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     tasks,
     logger,
     config: () => config,
+    reload (next) {
+      config = next
+      routes = compileRoutes(next.routes)
+      origin.addRoutes(next.routes)
+      logger.info({ routes: next.routes.map((r) => r.name) }, 'configuration reloaded')
+    },
     async listen () {
       const subscribed = readThrough.start().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not subscribe to fill messages'))
       if (backend.redis !== undefined && !(await redisReady(backend.redis, 2000))) {

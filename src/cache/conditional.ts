@@ -28,13 +28,23 @@ const KEEP_ON_304 = new Set(['content-length', 'content-encoding', 'content-rang
 /**
  * §4.3.4: the stored response's header fields are replaced by those in the 304, except the
  * fields that describe the stored body. Returns the merged header map.
+ *
+ * A 304 without a valid Date must not keep the stored response's Date: §4.2.3 would then
+ * read the whole time since the original response as apparent age, and a freshened entry
+ * would be stale on arrival. RFC 9110 §6.6.1 has the recipient add the time it received the
+ * 304 (`receivedAt`, the response_time); without it the old Date is dropped, which every age
+ * and freshness calculation here reads as the response time.
  */
-export function merge304Headers (stored: HeaderMap, notModified: IncomingHeaders): HeaderMap {
+export function merge304Headers (stored: HeaderMap, notModified: IncomingHeaders, receivedAt?: number): HeaderMap {
   const out: HeaderMap = { ...stored }
   // §3.2 excepts the fields §3.1 does not store: hop-by-hop ones and those named by Connection.
   for (const [name, value] of Object.entries(withoutHopByHop(notModified))) {
     if (KEEP_ON_304.has(name)) continue
     out[name] = value
+  }
+  if (httpDate(notModified.date) === undefined) {
+    if (receivedAt !== undefined) out.date = new Date(receivedAt).toUTCString()
+    else delete out.date
   }
   return out
 }

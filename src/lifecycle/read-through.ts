@@ -251,7 +251,7 @@ export class ReadThrough {
 
   /** RFC 9111 §4.3.4: freshen the stored response with the 304's fields; the body is kept. */
   async #merge304 (req: CacheRequest, found: Found, entry: CacheEntry, headers: Record<string, string | string[]>, requestTime: number, responseTime: number): Promise<CacheEntry> {
-    const merged = merge304Headers(entry.headers, headers)
+    const merged = merge304Headers(entry.headers, headers, responseTime)
     const prepared = prepareEntry({
       url: req.key, method: 'GET', requestHeaders: req.headers, request: new Map(), status: entry.status, headers: merged, requestTime, responseTime
     }, req.route)

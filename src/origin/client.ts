@@ -55,6 +55,11 @@ export class OriginClient {
     })
   }
 
+  /** Makes pools for routes added by a reload (existing pools are kept). */
+  addRoutes (routes: readonly RouteConfig[]): void {
+    for (const route of routes) this.#pool(route)
+  }
+
   #byOrigin (origin: string): Pool | undefined {
     const o = new URL(origin).origin
     for (const [key, pool] of this.#pools) if (key.endsWith(`|${o}`)) return pool

@@ -59,6 +59,15 @@ t.test('merge304Headers updates stored headers from a 304 (RFC 9111 §3.2, §4.3
   }
   merge304Headers(stored, { 'cache-control': 'max-age=60' })
   t.equal(stored['cache-control'], 'max-age=10', 'the stored map is not modified')
+
+  const received = Date.UTC(1994, 10, 8, 0, 0, 0)
+  const dateRows: Array<[string, IncomingHeaders, number | undefined, string | undefined]> = [
+    ['§4.3.4 the 304\'s Date replaces the stored Date', { date: LATER }, received, LATER],
+    ['RFC 9110 §6.6.1 a 304 without Date gets the time it was received', {}, received, 'Tue, 08 Nov 1994 00:00:00 GMT'],
+    ['RFC 9110 §6.6.1 a 304 with an invalid Date gets the time it was received', { date: 'soon' }, received, 'Tue, 08 Nov 1994 00:00:00 GMT'],
+    ['§4.2.3 without a receive time, a Date-less 304 drops the stored Date (not the original response\'s age)', {}, undefined, undefined]
+  ]
+  for (const [name, notModified, at, expected] of dateRows) t.equal(merge304Headers(stored, notModified, at).date, expected, name)
 })
 
 t.test('notModifiedMatches tells whether a 304 selects the stored response (RFC 9111 §4.3.4)', async (t) => {

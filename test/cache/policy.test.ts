@@ -6,6 +6,7 @@ import {
   decide,
   ERROR_STATUSES,
   mayServeStaleOnError,
+  refreshAheadDue,
   remainingFreshness,
   requestDirectives,
   type Decision
@@ -144,4 +145,19 @@ t.test('mayServeStaleOnError follows RFC 5861 §4', async (t) => {
 
 t.test('ERROR_STATUSES are the origin errors stale-if-error covers', async (t) => {
   t.same([...ERROR_STATUSES].sort(), [500, 502, 503, 504])
+})
+
+t.test('refreshAheadDue refreshes hot keys probabilistically in the last tenth of their lifetime', async (t) => {
+  const rows: Array<[string, number, number, number, boolean]> = [
+    // name, freshness, ttl left, random, expected
+    ['never before the last tenth', 100 * S, 10 * S, 0, false],
+    ['just inside the last tenth the probability is near 0', 100 * S, 10 * S - 1, 0.5, false],
+    ['half-way through the last tenth: probability one half (draw below)', 100 * S, 5 * S, 0.49, true],
+    ['half-way through the last tenth: probability one half (draw above)', 100 * S, 5 * S, 0.5, false],
+    ['just before expiry almost always', 100 * S, 1, 0.999, true],
+    ['never once stale (decide handles that)', 100 * S, 0, 0, false],
+    ['a short lifetime gets a window of at least one second', 2 * S, 900, 0.05, true],
+    ['a zero lifetime never refreshes ahead', 0, -1, 0, false]
+  ]
+  for (const [name, freshness, ttl, random, expected] of rows) t.equal(refreshAheadDue({ freshness }, ttl, random), expected, name)
 })

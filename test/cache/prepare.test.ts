@@ -1,5 +1,6 @@
 import t from 'tap'
 import { parseCacheControl } from '../../src/cache/cache-control.ts'
+import { merge304Headers } from '../../src/cache/conditional.ts'
 import type { IncomingHeaders } from '../../src/cache/headers.ts'
 import type { CacheKey } from '../../src/cache/key.ts'
 import { prepareEntry, type EntryPolicy, type OriginAnswer, type Prepared } from '../../src/cache/prepare.ts'
@@ -140,4 +141,15 @@ t.test('prepareEntry reads a targeted field instead of Cache-Control (RFC 9213)'
   const r = stored({ 'cdn-cache-control': 'max-age=600', 'cache-control': 'no-store' })
   t.equal(r.meta.freshness, 600 * S)
   t.same(prepare({ 'cachegate-cache-control': 'no-store', 'cache-control': 'max-age=60' }), { storable: false, detail: 'no-store' })
+})
+
+t.test('a 304 without Date freshens the entry instead of making it stale on arrival (RFC 9111 §4.3.4, §4.2.3)', async (t) => {
+  const first = stored({ 'cache-control': 'max-age=60', date: new Date(T).toUTCString(), etag: '"v1"' })
+  const later = T + 120 * S
+  for (const [name, receivedAt] of [['with the receive time', later], ['without it', undefined]] as const) {
+    const merged = merge304Headers(first.meta.headers, { etag: '"v1"', 'cache-control': 'max-age=60' }, receivedAt)
+    const again = stored(merged, { requestTime: later, responseTime: later })
+    t.equal(again.meta.initialAge, 0, `${name}: the original Date does not count as age`)
+    t.equal(again.meta.freshness, 60 * S, `${name}: fresh again for max-age`)
+  }
 })

@@ -1,0 +1,84 @@
+/**
+ * cachegate as a separate process, the way it runs in production: `node --import tsx
+ * src/main.ts --config FILE --port N` with LOG_LEVEL=warn (the per-request line is at info),
+ * from a temporary routes file.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { freePort, HOST, spawnNode, type Proc } from './processes.ts'
+
+export interface GatewayProcOptions {
+  name: string
+  origin: string
+  /** redis:// URL for the Redis store; the memory store without it. */
+  redisUrl?: string
+  keyPrefix?: string
+  /** Extra `cache:` settings (e.g. coalesceWait). */
+  cache?: Record<string, string | number>
+  /** taskset CPU list. */
+  cpus?: string
+  /** Extra node flags (e.g. --cpu-prof). */
+  nodeArgs?: string[]
+}
+
+export interface GatewayProc {
+  url: string
+  port: number
+  proc: Proc
+  stop(): Promise<void>
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'cachegate-bench-'))
+process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+
+let files = 0
+
+/** The routes.yaml text (JSON is YAML) for one gateway. */
+export function gatewayConfig (o: GatewayProcOptions): Record<string, unknown> {
+  return {
+    listen: { host: HOST, port: 0 },
+    // Port 0: several instances may run side by side; the benchmarks never use the admin API.
+    admin: { host: HOST, port: 0 },
+    ...(o.redisUrl !== undefined ? { redis: { url: o.redisUrl, keyPrefix: o.keyPrefix ?? 'bench:' } } : {}),
+    ...(o.cache !== undefined ? { cache: o.cache } : {}),
+    shutdownTimeout: '5s',
+    routes: [{ name: 'bench', path: '/', origin: o.origin }]
+  }
+}
+
+export async function startGateway (o: GatewayProcOptions): Promise<GatewayProc> {
+  const file = join(dir, `gateway-${++files}.yaml`)
+  writeFileSync(file, JSON.stringify(gatewayConfig(o), null, 2))
+  let lastError: unknown
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort()
+    try {
+      const proc = await spawnNode({
+        name: o.name,
+        script: 'src/main.ts',
+        args: ['--config', file, '--port', String(port), '--host', HOST],
+        ...(o.nodeArgs !== undefined ? { nodeArgs: o.nodeArgs } : {}),
+        cpus: o.cpus,
+        port,
+        // Everything the gateway reads from the environment is set here, so a REDIS_URL or
+        // PORT in the caller's shell cannot change what is measured.
+        env: {
+          ...process.env,
+          LOG_LEVEL: 'warn',
+          NODE_ENV: 'production',
+          REDIS_URL: '',
+          PORT: '',
+          HOST: '',
+          ADMIN_PORT: '',
+          CACHEGATE_ADMIN_TOKEN: '',
+          CACHEGATE_CONFIG: ''
+        }
+      })
+      return { url: `http://${HOST}:${port}`, port, proc, stop: async () => await proc.stop(6000) }
+    } catch (err) {
+      lastError = err
+    }
+  }
+  throw lastError
+}
