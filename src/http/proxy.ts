@@ -118,13 +118,15 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
 
   app.addHook('onResponse', async (request, reply) => {
     const s = request.cg
+    // The Cache-Status the client got: error replies add their detail, pass-through its fwd-status.
+    const sent = reply.getHeader('cache-status')
     deps.onOutcome({
       route: s?.route?.name,
       method: request.method,
       url: s?.url ?? request.url.split('?')[0] ?? '',
       outcome: s?.outcome ?? (reply.statusCode >= 500 ? 'error' : 'pass'),
       status: reply.statusCode,
-      cacheStatus: s?.cacheStatus !== undefined ? formatCacheStatus(s.cacheStatus) : undefined,
+      cacheStatus: typeof sent === 'string' ? sent : s?.cacheStatus !== undefined ? formatCacheStatus(s.cacheStatus) : undefined,
       originStatus: s?.originStatus,
       collapsed: s?.collapsed ?? false,
       durationMs: reply.elapsedTime
