@@ -32,6 +32,8 @@ declare module 'autocannon' {
     p99_9: number
     p99_99: number
     p99_999: number
+    /** requests: completed requests; throughput: bytes received (headers included). */
+    total: number
     totalCount?: number
   }
 
@@ -50,9 +52,6 @@ declare module 'autocannon' {
     resets: number
     '2xx': number
     statusCodeStats: Record<string, { count: number }>
-    totalCompletedRequests: number
-    totalRequests: number
-    totalBytes: number
     start: Date
     finish: Date
     connections: number

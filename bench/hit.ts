@@ -16,7 +16,7 @@ import { writeFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { startGateway, type GatewayProc } from './lib/gateway.ts'
+import { redisCommandTimeout, startGateway, summarizeWarnings, type GatewayProc } from './lib/gateway.ts'
 import { isHit, measure, sample, type LoadResult, type LoadSettings, type Sample } from './lib/load.ts'
 import { startOrigin } from './lib/origin.ts'
 import { freePort, pinSelf, ROOT, sleep, spawnNode, startRedis, type Proc } from './lib/processes.ts'
@@ -48,6 +48,8 @@ const VOLATILE = new Set(['date', 'connection', 'keep-alive', 'transfer-encoding
 interface Contender {
   name: string
   url: string
+  /** The process whose output is checked (gateways log warnings such as store failures). */
+  logs?: Proc
   /** Processes whose CPU is reported: the first is "the server". */
   watch: Record<string, number>
   gateway: boolean
@@ -98,7 +100,7 @@ export async function runHit (settings: HitSettings = hitSettings(), log: (line:
       ...(settings.profileDir !== undefined ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', settings.profileDir] } : {})
     })
     started.push(memory)
-    const redisGateway = await startGateway({ name: 'cachegate/redis', origin: origin.url, redisUrl: redis.url, cpus: cores.server })
+    const redisGateway = await startGateway({ name: 'cachegate/redis', origin: origin.url, redisUrl: redis.url, cpus: cores.server, ...redisCommandTimeout() })
     started.push(redisGateway)
 
     const memoryHit = await prime(memory)
@@ -124,8 +126,8 @@ export async function runHit (settings: HitSettings = hitSettings(), log: (line:
     const contenders: Contender[] = [
       { name: 'bare node:http (baseline)', url: `http://127.0.0.1:${nodePort}${PATH}`, watch: { server: nodeProc.pid }, gateway: false },
       { name: 'bare Fastify route', url: `http://127.0.0.1:${fastifyPort}${PATH}`, watch: { server: fastifyProc.pid }, gateway: false },
-      { name: 'cachegate, memory store, hit', url: memory.url + PATH, watch: { server: memory.proc.pid }, gateway: true, goal: 0.7 },
-      { name: 'cachegate, Redis store, hit', url: redisGateway.url + PATH, watch: { server: redisGateway.proc.pid, redis: redis.proc.pid }, gateway: true, goal: 0.5 }
+      { name: 'cachegate, memory store, hit', url: memory.url + PATH, logs: memory.proc, watch: { server: memory.proc.pid }, gateway: true, goal: 0.7 },
+      { name: 'cachegate, Redis store, hit', url: redisGateway.url + PATH, logs: redisGateway.proc, watch: { server: redisGateway.proc.pid, redis: redis.proc.pid }, gateway: true, goal: 0.5 }
     ]
 
     const rounds = new Map<string, Round[]>(contenders.map((c) => [c.name, []]))
@@ -140,8 +142,11 @@ export async function runHit (settings: HitSettings = hitSettings(), log: (line:
 
     const baselineRounds = rounds.get(contenders[0]?.name ?? '') ?? []
     const baseline = best(baselineRounds)
+    const baselineCost = leastCost(baselineRounds)
     const rows: string[][] = []
     const problems: string[] = []
+    const bytes: string[] = []
+    const loadgen: string[] = []
     for (const c of contenders) {
       const rs = rounds.get(c.name) ?? []
       const b = best(rs)
@@ -152,28 +157,34 @@ export async function runHit (settings: HitSettings = hitSettings(), log: (line:
         const base = baselineRounds[i]
         return base !== undefined ? (r.result.rps / base.result.rps).toFixed(2) : '?'
       })
+      const cost = leastCost(rs)
+      const costRatio = cost !== undefined && baselineCost !== undefined ? baselineCost / cost : undefined
       const verified = rs.every((r) => r.verified)
       for (const r of rs) for (const p of r.problems) problems.push(`${c.name}: ${p}`)
+      bytes.push(`${c.name} ${Math.round(b.result.bytesPerResponse)}`)
+      loadgen.push(`${fmt.pct(b.result.loadgenCpu)} (${c.name})`)
       rows.push([
         c.name,
         fmt.int(b.result.rps),
-        fmt.ms(b.result.p50),
-        fmt.ms(b.result.p99),
         fmt.ratio(ratio),
         perRound.join(' / '),
-        c.goal === undefined ? '' : `≥ ${c.goal.toFixed(2)}× ${ratio >= c.goal ? 'met' : 'MISSED'}`,
+        fmt.ms(b.result.p50),
+        fmt.ms(b.result.p99),
         fmt.pct(b.result.cpu.server) + (b.result.cpu.redis !== undefined ? ` (+redis ${fmt.pct(b.result.cpu.redis)})` : ''),
-        fmt.pct(b.result.loadgenCpu),
-        String(Math.round(b.result.bytesPerResponse)),
-        c.gateway ? (verified ? 'yes' : 'NO') : (verified ? 'n/a (2xx only)' : 'NO')
+        cost === undefined ? 'n/a' : cost.toFixed(1),
+        costRatio === undefined ? 'n/a' : fmt.ratio(costRatio),
+        c.goal === undefined ? '' : `≥ ${c.goal.toFixed(2)}×: ${ratio >= c.goal ? 'met' : 'MISSED'}`,
+        c.gateway ? (verified ? 'yes' : 'NO') : (verified ? 'n/a (2xx)' : 'NO')
       ])
     }
 
     const notes = [
-      `${settings.connections} connections, pipelining 1, ${settings.warmupS} s warm-up then ${settings.durationS} s measured, ${settings.rounds} interleaved round(s); each line shows its best round, "per round" the ratio to bare node within each round.`,
+      `${settings.connections} connections, pipelining 1, ${settings.warmupS} s warm-up then ${settings.durationS} s measured, ${settings.rounds} interleaved round(s) in rotating order; req/s, p50 and p99 are each contender's best round, "per round" its req/s ratio to bare node within each round.`,
       cores.pinned
-        ? `Server under test pinned to CPU ${cores.server} (taskset); load generator (autocannon, this process), redis-server and the origin on CPU ${cores.others}. CPU = share of one core during the measured window.`
+        ? `Server under test pinned to CPU ${cores.server} (taskset); load generator (autocannon, this process), redis-server and the origin on CPU ${cores.others}. Server CPU = share of one core the server process used during the measured window; load-gen CPU: ${loadgen.join(', ')}.`
         : 'Not pinned (no taskset or a single CPU): servers and load generator share the CPUs; absolute numbers are low, ratios still compare like with like.',
+      'CPU µs/req = server CPU time / requests served (least over the rounds), and "× bare node (CPU)" = bare node\'s µs/req / this one\'s: the efficiency ratio, much less sensitive than req/s to other processes taking CPU time from the server on a busy machine.',
+      `Bytes per response, headers included: ${bytes.join(', ')}.`,
       `Response: GET ${PATH}, ${Buffer.from(recorded.body, 'base64').length} bytes of JSON with cachegate's hit fields (${Object.keys(recorded.headers).join(', ')}); the reference servers send the same status, fields and body.`,
       'Hits verified: no non-2xx or errors, zero origin requests during the run, and Cache-Status "hit" on a request sampled before and after it.',
       ...(differs ? ['Note: the Redis-store hit response differs from the memory-store one in fields or body (see bench/results/hit-response.json).'] : []),
@@ -184,8 +195,8 @@ export async function runHit (settings: HitSettings = hitSettings(), log: (line:
     ]
     return {
       title: 'Cache-hit throughput (requests/s, higher is better; latency in ms)',
-      columns: ['contender', 'req/s', 'p50', 'p99', '× bare node', 'per round', 'goal', 'server CPU', 'load-gen CPU', 'bytes/resp', 'all hits'],
-      numeric: [false, true, true, true, true, false, false, true, true, true, false],
+      columns: ['contender', 'req/s', '× bare node', 'per round', 'p50', 'p99', 'server CPU', 'CPU µs/req', '× bare node (CPU)', 'goal (req/s)', 'all hits'],
+      numeric: [false, true, true, false, true, true, true, true, true, false, false],
       rows,
       notes
     }
@@ -199,15 +210,30 @@ async function measureOne (c: Contender, settings: HitSettings, originTotal: () 
   const before = await sample(c.url)
   if (c.gateway && !isHit(before)) problems.push(`sample before the run was not a hit (${before.status}, cache-status: ${before.headers['cache-status'] ?? 'none'})`)
   const originBefore = originTotal()
+  const mark = c.logs?.mark() ?? 0
   const result = await measure(c.url, settings, c.watch)
   const originDelta = originTotal() - originBefore
+  const logged = (c.logs?.since(mark) ?? '').split('\n').filter((l) => l.trim() !== '')
   const after = await sample(c.url)
   if (c.gateway && !isHit(after)) problems.push(`sample after the run was not a hit (${after.status}, cache-status: ${after.headers['cache-status'] ?? 'none'})`)
   if (result.non2xx > 0) problems.push(`${result.non2xx} non-2xx responses`)
   if (result.errors > 0) problems.push(`${result.errors} errors (${result.timeouts} timeouts)`)
-  if (c.gateway && originDelta > 0) problems.push(`the origin received ${originDelta} requests during warm-up and run`)
+  if (c.gateway && originDelta > 0) problems.push(`the origin received ${originDelta} request(s) during warm-up and run`)
+  if (logged.length > 0) problems.push(`the gateway logged ${logged.length} warning line(s) during warm-up and run: ${summarizeWarnings(logged)}`)
   if (result.requests === 0) problems.push('no request completed')
   return { result, verified: problems.length === 0, problems }
+}
+
+/** The least server CPU per request over the rounds (µs): the measure least disturbed by a busy machine. */
+function leastCost (rounds: Round[]): number | undefined {
+  let out: number | undefined
+  for (const r of rounds) {
+    const cpu = r.result.cpu.server
+    if (cpu === undefined || r.result.rps <= 0) continue
+    const cost = cpu * 1e6 / r.result.rps
+    if (out === undefined || cost < out) out = cost
+  }
+  return out
 }
 
 function best (rounds: Round[]): Round | undefined {

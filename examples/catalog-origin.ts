@@ -74,6 +74,6 @@ export function startCatalogOrigin (port: number, host = '127.0.0.1', log: (line
 
 if (import.meta.url === `file://${process.argv[1] ?? ''}`) {
   const port = Number(process.env.PORT ?? 3000)
-  startCatalogOrigin(port)
+  startCatalogOrigin(port, process.env.HOST ?? '127.0.0.1')
   process.stdout.write(`catalog origin on http://127.0.0.1:${port}\n`)
 }

@@ -20,11 +20,19 @@ import type { OutcomeListener, RequestOutcome } from './observability/events.ts'
 import { createLogger, type Logger } from './observability/logger.ts'
 import { MemoryStore } from './store/memory.ts'
 import { createRedisClient, RedisStore } from './store/redis.ts'
+import { isStoreBypassed, StoreGuard } from './store/breaker.ts'
 import { RedisBus, RedisLocks } from './store/redis-coordination.ts'
 import { LocalLocks, type Locks } from './lifecycle/lock.ts'
 import { LocalBus, type Bus } from './invalidation/bus.ts'
 import type { Cluster, Redis } from 'ioredis'
 import type { Store } from './store/store.ts'
+import { TieredStore } from './store/tiered.ts'
+import { announceInvalidations, Purger, purgeCounts, routeOfKey } from './invalidation/purge.ts'
+import { purgeMethodHandler, registerPurgeRoutes } from './http/admin-purge.ts'
+import { registerOpsRoutes, reloadFrom, type ReloadResult } from './http/admin-ops.ts'
+import { explain } from './lifecycle/explain.ts'
+import { Health } from './observability/health.ts'
+import { GatewayMetrics, MeteredStore, type StoreOp } from './observability/metrics.ts'
 
 export interface GatewayOptions {
   config: GatewayConfig
@@ -35,6 +43,14 @@ export interface GatewayOptions {
   onOutcome?: OutcomeListener
   /** Random source for TTL jitter and refresh-ahead (tests). */
   random?: () => number
+  /** Reads the configuration again for POST /reload and reloadFromSource(); without it reloads are refused. */
+  configSource?: () => Promise<GatewayConfig>
+  /** Called after POST /reload applied a new configuration (main.ts passes it on to the other workers). */
+  onAdminReload?: () => void
+  /** false: no admin listener (every worker but the first). Default true. */
+  adminListener?: boolean
+  /** Where GET /metrics reads from instead of this gateway's registry (the primary's aggregate of all workers). */
+  metricsText?: () => Promise<string>
 }
 
 export interface Gateway {
@@ -43,13 +59,17 @@ export interface Gateway {
   readonly store: Store
   readonly tasks: Tasks
   readonly logger: Logger
+  readonly metrics: GatewayMetrics
+  readonly health: Health
   config(): GatewayConfig
   /**
    * Swaps in a new validated config for new requests (routes, origins, route options).
    * Listener addresses, the store and cache-wide settings take effect at the next start.
    */
   reload(next: GatewayConfig): void
-  /** Starts both listeners; returns the bound ports. */
+  /** Reads the configuration from `configSource` and applies it, or refuses it (logged) and keeps the running one. */
+  reloadFromSource(): Promise<ReloadResult>
+  /** Starts both listeners; returns the bound ports (adminPort 0 without an admin listener). */
   listen(): Promise<{ port: number, adminPort: number }>
   /** Stops accepting, lets in-flight requests and background tasks finish, closes pools and the store. */
   close(): Promise<void>
@@ -64,6 +84,8 @@ export interface Backend {
   prefix: string
   /** The Redis client when there is one (readiness, settings checks). */
   redis: Redis | Cluster | undefined
+  /** The circuit breakers in front of Redis (store, locks and bus go through them). */
+  guard?: StoreGuard
   close(): Promise<void>
 }
 
@@ -79,29 +101,44 @@ function makeBackend (config: GatewayConfig, clock: Clock, logger: Logger): Back
       close: async () => await bus.close()
     }
   }
-  const client = createRedisClient({
+  const target = {
     ...(config.redis.url !== undefined ? { url: config.redis.url } : {}),
-    ...(config.redis.cluster.length > 0 ? { cluster: [...config.redis.cluster] } : {}),
-    commandTimeout: config.redis.commandTimeout
+    ...(config.redis.cluster.length > 0 ? { cluster: [...config.redis.cluster] } : {})
+  }
+  const client = createRedisClient({ ...target, commandTimeout: config.redis.commandTimeout })
+  // Writes get a connection of their own and a longer timeout: a large body on its way to
+  // Redis neither holds up the lookups behind it nor gets cut short by the read timeout.
+  const writer = createRedisClient({ ...target, commandTimeout: config.redis.writeTimeout })
+  for (const [c, connection] of [[client, 'reads'], [writer, 'writes']] as const) {
+    let lastError = ''
+    c.on('error', (err: Error) => {
+      // ioredis repeats the same error on every reconnect attempt: log changes only.
+      if (err.message !== lastError) logger.warn({ err: err.message, connection }, 'redis connection error')
+      lastError = err.message
+    })
+    c.on('ready', () => { lastError = '' })
+  }
+  const guard = new StoreGuard({
+    ...config.redis.breaker,
+    clock,
+    onChange: (breaker, state, previous, cause) => {
+      if (state === 'open' && previous === 'closed') logger.warn({ breaker, err: (cause as Error | undefined)?.message }, 'redis circuit breaker open: the store is bypassed, requests go to the origin')
+      else if (state === 'closed') logger.info({ breaker }, 'redis circuit breaker closed: the store is used again')
+      else logger.debug({ breaker, state }, 'redis circuit breaker probe')
+    }
   })
-  let lastError = ''
-  client.on('error', (err: Error) => {
-    // ioredis repeats the same error on every reconnect attempt: log changes only.
-    if (err.message !== lastError) logger.warn({ err: err.message }, 'redis connection error')
-    lastError = err.message
-  })
-  client.on('ready', () => { lastError = '' })
   const prefix = config.redis.keyPrefix
   const bus = new RedisBus(client, (err) => logger.warn({ err: (err as Error).message }, 'redis subscriber error'))
   return {
-    store: new RedisStore({ client, keyPrefix: prefix, clock }),
-    locks: new RedisLocks(client, prefix),
-    bus,
+    store: guard.store(new RedisStore({ client, writeClient: writer, keyPrefix: prefix, clock })),
+    locks: guard.locks(new RedisLocks(client, prefix)),
+    bus: guard.bus(bus),
     prefix,
     redis: client,
+    guard,
     close: async () => {
       await bus.close()
-      await client.quit().catch(() => client.disconnect())
+      await Promise.all([client, writer].map(async (c) => await c.quit().catch(() => c.disconnect())))
     }
   }
 }
@@ -139,7 +176,39 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
   const backend: Backend = options.store !== undefined
     ? { store: options.store, locks: new LocalLocks(clock), bus: new LocalBus(), prefix: 'cg:', redis: undefined, close: async () => undefined }
     : makeBackend(config, clock, logger)
-  const store = backend.store
+  const redisClient = backend.redis
+  // Built before anything awaits, so the Redis settings check sees the first 'ready'.
+  const health = new Health({
+    store: backend.store.kind,
+    redis: redisClient,
+    logger,
+    listening: () => app.server.listening,
+    pingTimeout: Math.max(config.redis?.commandTimeout ?? 0, 1000)
+  })
+  const inner = backend.store
+  const metrics = new GatewayMetrics({
+    ...(inner instanceof MemoryStore ? { storeStats: () => inner.stats() } : {}),
+    ...(redisClient !== undefined ? { redisUp: () => redisClient.status === 'ready' } : {})
+  })
+  // L1 in front of Redis when a route asks for it (cache.l1MaxBytes, cache.l1MaxTtl; route.l1).
+  const invalChannel = `${backend.prefix}inval`
+  const tiered = options.store === undefined && config.redis !== undefined && config.cache.l1MaxBytes > 0 && config.routes.some((r) => r.l1)
+    ? new TieredStore({
+      l2: backend.store,
+      clock,
+      maxBytes: config.cache.l1MaxBytes,
+      maxTtlMs: config.cache.l1MaxTtl,
+      maxVariants: config.cache.maxVariants,
+      useL1: (url) => routeOfKey(routes, url)?.route.l1 === true,
+      bus: backend.bus,
+      channel: invalChannel,
+      onError: (op, err) => logger.warn({ err: (err as Error).message, op }, 'could not publish an invalidation: other instances keep their L1 copy until l1MaxTtl')
+    })
+    : undefined
+  if (tiered !== undefined) metrics.setL1Bytes(() => tiered.stats().bytes)
+  const store: Store = new MeteredStore(tiered ?? backend.store, metrics)
+  // A TieredStore publishes its own changes; otherwise purges and invalidations announce them.
+  const announce = tiered === undefined ? async (urls: readonly CacheKey[]) => await announceInvalidations(backend.bus, invalChannel, urls) : undefined
   const tasks = new Tasks((name, err) => logger.warn({ err, task: name }, 'background task failed'))
   const origin = new OriginClient(config.routes)
   const listeners: OutcomeListener[] = options.onOutcome !== undefined ? [options.onOutcome] : []
@@ -150,7 +219,13 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     clock,
     tasks,
     cache: config.cache,
-    onStoreError: (op, err) => logger.warn({ err: (err as Error).message, op }, 'store operation failed; serving from the origin'),
+    onStoreError: (op, err) => {
+      // While a breaker is open every request bypasses the store: its opening was logged once.
+      if (!isStoreBypassed(err)) logger.warn({ err: (err as Error).message, op }, 'store operation failed; serving from the origin')
+      // Store calls are counted by MeteredStore; coordination commands are not store calls.
+      if (op === 'lock' || op === 'unlock' || op === 'publish') metrics.storeError(op satisfies StoreOp)
+    },
+    onEvent: (e) => metrics.lifecycle(e),
     locks: backend.locks,
     bus: backend.bus,
     fillChannel: `${backend.prefix}fill`,
@@ -169,7 +244,21 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
 
   const invalidate = async (keys: CacheKey[]): Promise<void> => {
     await Promise.all(keys.map(async (k) => await store.deleteUrl(k)))
+    await announce?.(keys)
   }
+
+  const purger = new Purger({
+    store,
+    clock,
+    routes: () => routes,
+    ...(announce !== undefined ? { announce } : {}),
+    refresh: async (route, key, path) => await readThrough.refresh(route, key, path),
+    background: (name, fn) => tasks.run(name, fn),
+    onPurge: (e) => {
+      for (const [kind, entries] of purgeCounts(e)) metrics.purge(kind, entries)
+      logger.info({ kinds: e.kinds, mode: e.mode, urls: e.urls, purged: e.purged, marked: e.marked, ms: e.durationMs }, 'purge')
+    }
+  })
 
   const onOutcome = (o: RequestOutcome): void => {
     logger.info({
@@ -182,6 +271,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
       cacheStatus: o.cacheStatus,
       ms: Math.round(o.durationMs * 100) / 100
     }, 'request')
+    metrics.request(o)
     for (const l of listeners) l(o)
   }
 
@@ -192,19 +282,38 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     origin,
     invalidate,
     onOutcome,
-    onError: (err, context) => logger.error({ err, context }, 'unexpected error')
+    onError: (err, context) => logger.error({ err, context }, 'unexpected error'),
+    onEvent: (e) => metrics.lifecycle(e),
+    purgeMethod: purgeMethodHandler({ config: () => config, routes: () => routes, purger, onError: (err) => logger.error({ err }, 'purge failed') })
   })
 
   const admin = createAdminApp({ config: () => config, now: () => clock.now() })
-  admin.get('/readyz', async () => ({ status: 'ready', store: store.kind }))
+  const reloadFromSource = async (): Promise<ReloadResult> => await reloadFrom(options.configSource, config, (next) => gateway.reload(next), logger)
+  registerOpsRoutes(admin, {
+    admin: () => config.admin,
+    readiness: async () => await health.readiness(),
+    metrics: async () => ({
+      contentType: metrics.contentType,
+      text: options.metricsText !== undefined ? await options.metricsText() : await metrics.text()
+    }),
+    reload: async () => {
+      const result = await reloadFromSource()
+      if (result.ok) options.onAdminReload?.()
+      return result
+    },
+    explain: async (url, headers) => await explain({ routes, store, decisions: readThrough.decisions, now: clock.now() }, url, headers)
+  })
+  registerPurgeRoutes(admin, { admin: () => config.admin, purger, onError: (err) => logger.error({ err }, 'purge failed') })
 
   let closed = false
-  return {
+  const gateway: Gateway = {
     app,
     admin,
     store,
     tasks,
     logger,
+    metrics,
+    health,
     config: () => config,
     reload (next) {
       config = next
@@ -212,22 +321,27 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
       origin.addRoutes(next.routes)
       logger.info({ routes: next.routes.map((r) => r.name) }, 'configuration reloaded')
     },
+    reloadFromSource,
     async listen () {
       const subscribed = readThrough.start().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not subscribe to fill messages'))
+      const l1Subscribed = tiered?.start().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not subscribe to invalidations: L1 copies live until l1MaxTtl'))
       if (backend.redis !== undefined && !(await redisReady(backend.redis, 2000))) {
         logger.warn('redis is not reachable yet: serving from the origin until it is')
       } else {
         await subscribed
+        await l1Subscribed
       }
       await app.listen({ port: config.listen.port, host: config.listen.host })
-      await admin.listen({ port: config.admin.port, host: config.admin.host })
+      if (options.adminListener !== false) await admin.listen({ port: config.admin.port, host: config.admin.host })
       const port = (app.server.address() as { port: number }).port
-      const adminPort = (admin.server.address() as { port: number }).port
+      const adminPort = options.adminListener !== false ? (admin.server.address() as { port: number }).port : 0
       return { port, adminPort }
     },
     async close () {
       if (closed) return
       closed = true
+      // /readyz answers 503 from now on, while in-flight requests finish.
+      health.stopping()
       await app.close()
       await admin.close()
       await tasks.settled()
@@ -236,4 +350,5 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
       await backend.close()
     }
   }
+  return gateway
 }

@@ -14,6 +14,8 @@ export interface GatewayProcOptions {
   /** redis:// URL for the Redis store; the memory store without it. */
   redisUrl?: string
   keyPrefix?: string
+  /** redis.commandTimeout (e.g. "50ms"); cachegate's default without it. */
+  redisCommandTimeout?: string
   /** Extra `cache:` settings (e.g. coalesceWait). */
   cache?: Record<string, string | number>
   /** taskset CPU list. */
@@ -40,11 +42,33 @@ export function gatewayConfig (o: GatewayProcOptions): Record<string, unknown> {
     listen: { host: HOST, port: 0 },
     // Port 0: several instances may run side by side; the benchmarks never use the admin API.
     admin: { host: HOST, port: 0 },
-    ...(o.redisUrl !== undefined ? { redis: { url: o.redisUrl, keyPrefix: o.keyPrefix ?? 'bench:' } } : {}),
+    ...(o.redisUrl !== undefined
+      ? { redis: { url: o.redisUrl, keyPrefix: o.keyPrefix ?? 'bench:', ...(o.redisCommandTimeout !== undefined ? { commandTimeout: o.redisCommandTimeout } : {}) } }
+      : {}),
     ...(o.cache !== undefined ? { cache: o.cache } : {}),
     shutdownTimeout: '5s',
     routes: [{ name: 'bench', path: '/', origin: o.origin }]
   }
+}
+
+/** BENCH_REDIS_COMMAND_TIMEOUT, when set, overrides cachegate's redis.commandTimeout in every benchmark. */
+export function redisCommandTimeout (): { redisCommandTimeout?: string } {
+  const v = process.env.BENCH_REDIS_COMMAND_TIMEOUT
+  return v !== undefined && v.trim() !== '' ? { redisCommandTimeout: v.trim() } : {}
+}
+
+/** The gateway's warning lines summarized: "op: err" with counts, most frequent first. */
+export function summarizeWarnings (lines: string[]): string {
+  const counts = new Map<string, number>()
+  for (const line of lines) {
+    let key = line.slice(0, 120)
+    try {
+      const parsed = JSON.parse(line) as { op?: unknown, err?: unknown, msg?: unknown }
+      key = [parsed.op, parsed.err ?? parsed.msg].filter((v) => typeof v === 'string').join(': ')
+    } catch {}
+    counts.set(key, (counts.get(key) ?? 0) + 1)
+  }
+  return [...counts].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([k, n]) => `${n}× ${k}`).join('; ')
 }
 
 export async function startGateway (o: GatewayProcOptions): Promise<GatewayProc> {

@@ -31,8 +31,42 @@ export interface LoadResult {
   loadgenCpu: number | undefined
 }
 
-async function cannon (url: string, connections: number, durationS: number): Promise<Result> {
+/**
+ * Response times as autocannon measures them (float ms from process.hrtime). autocannon's own
+ * histogram keeps whole milliseconds, too coarse for a server answering in under one.
+ */
+export class Latencies {
+  #values = new Float64Array(1 << 16)
+  #n = 0
+  /** Memory bound: beyond this many samples, every later one is dropped. */
+  static readonly MAX = 1 << 24
+
+  add (ms: number): void {
+    if (this.#n === this.#values.length) {
+      if (this.#n >= Latencies.MAX) return
+      const next = new Float64Array(this.#values.length * 2)
+      next.set(this.#values)
+      this.#values = next
+    }
+    this.#values[this.#n++] = ms
+  }
+
+  get count (): number {
+    return this.#n
+  }
+
+  /** Percentiles (0-100) by nearest rank. */
+  percentiles (...ps: number[]): number[] {
+    const sorted = this.#values.slice(0, this.#n).sort()
+    return ps.map((p) => sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p / 100 * sorted.length) - 1))] ?? Number.NaN)
+  }
+}
+
+async function cannon (url: string, connections: number, durationS: number, latencies?: Latencies): Promise<Result> {
   const instance = autocannon({ url, connections, duration: durationS, pipelining: 1, timeout: 10 })
+  if (latencies !== undefined) {
+    instance.on('response', (_client: unknown, _status: number, _bytes: number, responseTime: number) => latencies.add(responseTime))
+  }
   // Bounded: autocannon stops itself after `duration`; this is the fallback if it does not.
   const guard = setTimeout(() => instance.stop(), (durationS + 30) * 1000)
   try {
@@ -47,20 +81,22 @@ export async function measure (url: string, settings: LoadSettings, watch: Recor
   if (settings.warmupS > 0) await cannon(url, settings.connections, settings.warmupS)
   const meters = Object.entries(watch).map(([name, pid]) => [name, cpuMeter(pid)] as const)
   const self = cpuMeter('self')
-  const r = await cannon(url, settings.connections, settings.durationS)
+  const latencies = new Latencies()
+  const r = await cannon(url, settings.connections, settings.durationS, latencies)
   const cpu: Record<string, number | undefined> = {}
   for (const [name, meter] of meters) cpu[name] = meter()
   const loadgenCpu = self()
-  const requests = r.totalCompletedRequests
+  const requests = r.requests.total
+  const [p50 = Number.NaN, p99 = Number.NaN] = latencies.percentiles(50, 99)
   return {
     rps: requests / (r.duration > 0 ? r.duration : settings.durationS),
-    p50: r.latency.p50,
-    p99: r.latency.p99,
+    p50,
+    p99,
     requests,
     non2xx: r.non2xx,
     errors: r.errors,
     timeouts: r.timeouts,
-    bytesPerResponse: requests > 0 ? r.totalBytes / requests : 0,
+    bytesPerResponse: requests > 0 ? r.throughput.total / requests : 0,
     cpu,
     loadgenCpu
   }

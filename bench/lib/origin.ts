@@ -25,6 +25,8 @@ export function productBody (id: string): Buffer {
       { url: `https://images.example.com/products/${id}/side.jpg`, width: 1200, height: 1200 }
     ],
     rating: { average: 4.6, count: 312 },
+    related: [`${id}-infuser`, `${id}-trivet`, `${id}-cups`],
+    shipping: { weightClass: 'heavy', freeAbove: { amount: 5000, currency: 'EUR' }, regions: ['NL', 'BE', 'DE', 'FR', 'LU', 'AT'] },
     updatedAt: '2025-01-15T10:30:00Z'
   }
   return Buffer.from(JSON.stringify(product))

@@ -116,6 +116,10 @@ export interface Proc {
   readonly child: ChildProcess
   /** stdout and stderr so far (last 64 KiB), for error messages. */
   output(): string
+  /** How many characters of output there have been so far; pass it to since(). */
+  mark(): number
+  /** Output after a mark (as much of it as the last 64 KiB still holds). */
+  since(mark: number): string
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once it has exited. */
   stop(graceMs?: number): Promise<void>
 }
@@ -161,8 +165,11 @@ export async function spawnProc (o: SpawnOptions): Promise<Proc> {
   if (child.pid === undefined) throw new Error(`${o.name}: could not start ${o.command}`)
   const pid = child.pid
   let output = ''
+  let total = 0
   const keep = (chunk: Buffer): void => {
-    output = (output + chunk.toString()).slice(-65536)
+    const text = chunk.toString()
+    total += text.length
+    output = (output + text).slice(-65536)
   }
   child.stdout?.on('data', keep)
   child.stderr?.on('data', keep)
@@ -173,6 +180,8 @@ export async function spawnProc (o: SpawnOptions): Promise<Proc> {
     pid,
     child,
     output: () => output,
+    mark: () => total,
+    since: (mark) => output.slice(Math.max(0, output.length - (total - mark))),
     async stop (graceMs = 3000) {
       running.delete(proc)
       if (exited) return
@@ -224,7 +233,8 @@ export async function startRedis (cpus: string | undefined): Promise<RedisProc> 
       const proc = await spawnProc({
         name: 'redis-server',
         command: 'redis-server',
-        args: ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no'],
+        // A cache's Redis: bounded, evicting (cachegate warns about noeviction and no maxmemory).
+        args: ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--maxmemory', '256mb', '--maxmemory-policy', 'allkeys-lru'],
         cpus,
         port,
         readyMs: 10_000

@@ -21,7 +21,7 @@ import { GatewayError } from '../errors.ts'
 import { parseDuration, parseSize } from './duration.ts'
 import { normalizeRouteHost, pathMatches } from './routes.ts'
 import {
-  AdminSchema, BindHost, CacheSchema, FileSchema, KeySchema, LimitsSchema, ListenSchema, Port, PurgeMethodSchema,
+  AdminSchema, BindHost, BreakerSchema, CacheSchema, FileSchema, KeySchema, LimitsSchema, ListenSchema, Port, PurgeMethodSchema,
   RedisSchema, RedisUrl, RouteSchema, TimeoutsSchema,
   fill, leafProblem, show, toDecimalNumber, toFlag, toWholeNumber
 } from './schema.ts'
@@ -434,11 +434,14 @@ function unsetIfEmpty (value: string | undefined): string | undefined {
 }
 
 function buildRedis (redis: ReturnType<typeof fill<typeof RedisSchema.properties>>): RedisConfig {
+  const breaker = fill(BreakerSchema, redis.breaker)
   return {
     url: unsetIfEmpty(redis.url),
     cluster: [...redis.cluster],
     keyPrefix: redis.keyPrefix,
-    commandTimeout: ms(redis.commandTimeout)
+    commandTimeout: ms(redis.commandTimeout),
+    writeTimeout: ms(redis.writeTimeout),
+    breaker: { failures: toWholeNumber(breaker.failures), cooldown: ms(breaker.cooldown) }
   }
 }
 
@@ -466,7 +469,12 @@ function buildRoute (route: RouteFile, index: number): RouteConfig {
     downstreamCacheControl: filled.downstreamCacheControl,
     keepTagHeaders: toFlag(filled.keepTagHeaders),
     storeContentTypes: filled.storeContentTypes.map((type) => type.toLowerCase()),
-    timeouts: { connect: ms(timeouts.connect), headers: ms(timeouts.headers), body: ms(timeouts.body) },
+    timeouts: {
+      connect: ms(timeouts.connect),
+      headers: ms(timeouts.headers),
+      body: ms(timeouts.body),
+      ...(timeouts.total === undefined ? {} : { total: ms(timeouts.total) })
+    },
     maxConnections: toWholeNumber(filled.maxConnections),
     l1: toFlag(filled.l1),
     ttlJitter: toDecimalNumber(filled.ttlJitter),

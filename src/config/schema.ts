@@ -246,11 +246,18 @@ export const AdminSchema = Type.Object({
   webhookSecret: Type.Optional(Text())
 }, closed)
 
+export const BreakerSchema = Type.Object({
+  failures: withDefault(Count(), 5),
+  cooldown: withDefault(Timeout(), '2s')
+}, closed)
+
 export const RedisSchema = Type.Object({
   url: Type.Optional(RedisUrl()),
   cluster: withDefault(Type.Array(HostPort(), { expected: 'a list of host:port seeds' }), []),
   keyPrefix: withDefault(Text(), 'cg:'),
-  commandTimeout: withDefault(Timeout(), '50ms')
+  commandTimeout: withDefault(Timeout(), '50ms'),
+  writeTimeout: withDefault(Timeout(), '500ms'),
+  breaker: Type.Optional(BreakerSchema)
 }, closed)
 
 export const CacheSchema = Type.Object({
@@ -283,7 +290,8 @@ export const KeySchema = Type.Object({
 export const TimeoutsSchema = Type.Object({
   connect: withDefault(Timeout(), '5s'),
   headers: withDefault(Timeout(), '30s'),
-  body: withDefault(Timeout(), '30s')
+  body: withDefault(Timeout(), '30s'),
+  total: Type.Optional(Timeout())
 }, closed)
 
 export const RouteSchema = Type.Object({
@@ -328,6 +336,7 @@ export const sectionSchemas = {
   listen: ListenSchema,
   admin: AdminSchema,
   redis: RedisSchema,
+  breaker: BreakerSchema,
   cache: CacheSchema,
   limits: LimitsSchema,
   purgeMethod: PurgeMethodSchema,

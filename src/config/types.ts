@@ -17,8 +17,10 @@ export interface OriginTimeouts {
   connect: number
   /** Until the response headers have arrived. */
   headers: number
-  /** Longest gap between body chunks. */
+  /** Longest gap between body chunks (an idle timeout: a body that keeps trickling never trips it). */
   body: number
+  /** Deadline for the whole response, headers and body, from the request (ms); absent: none. */
+  total?: number
 }
 
 export interface RouteConfig {
@@ -65,6 +67,17 @@ export interface RedisConfig {
   keyPrefix: string
   /** Timeout for one store command (ms). */
   commandTimeout: number
+  /** Timeout for one store write (ms), on a connection of its own. */
+  writeTimeout: number
+  /** Circuit breaker in front of Redis. */
+  breaker: BreakerConfig
+}
+
+export interface BreakerConfig {
+  /** Consecutive failed commands that open the breaker. */
+  failures: number
+  /** How long it stays open (store bypassed) before one probe command is let through (ms). */
+  cooldown: number
 }
 
 export interface CacheConfig {

@@ -14,7 +14,7 @@ import { globMatcher, normalizeRequestUrl, type CacheKey } from '../cache/key.ts
 import type { RouteMatcher } from '../config/routes.ts'
 import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
-import type { ReadThrough } from '../lifecycle/read-through.ts'
+import type { LifecycleEvent, ReadThrough } from '../lifecycle/read-through.ts'
 import type { OriginClient } from '../origin/client.ts'
 import { originError } from '../origin/client.ts'
 import type { OutcomeKind, RequestOutcome } from '../observability/events.ts'
@@ -35,6 +35,10 @@ export interface ProxyDeps {
   invalidate: (keys: CacheKey[]) => Promise<void>
   onOutcome: (o: RequestOutcome) => void
   onError: (err: unknown, context: string) => void
+  /** Handler for the HTTP PURGE method (http/admin-purge.ts); it checks purgeMethod itself. */
+  purgeMethod?: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>
+  /** Origin requests made by pass-through (metrics); the read-through reports its own. */
+  onEvent?: (e: LifecycleEvent) => void
 }
 
 interface RequestState {
@@ -197,6 +201,7 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
         // reply-from hands undici's response: status, headers and the body stream.
         const res = raw as unknown as { statusCode: number, headers: IncomingHttpHeaders, stream: Readable }
         state.originStatus = res.statusCode
+        deps.onEvent?.({ type: 'origin', route: route.name, status: res.statusCode, seconds: rep.elapsedTime / 1000 })
         const status = res.statusCode
         rep.header('cache-status', formatCacheStatus({ ...passStatus, fwdStatus: status }))
         if (isUnsafe(method) && status >= 200 && status < 400) {
@@ -212,6 +217,7 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
       },
       onError: (rep, { error }) => {
         state.outcome = 'error'
+        deps.onEvent?.({ type: 'origin', route: route.name, status: 'error', seconds: (rep as FastifyReply).elapsedTime / 1000 })
         const code = (error as { code?: string }).code
         const mapped = code === 'FST_REPLY_FROM_GATEWAY_TIMEOUT' || code === 'FST_REPLY_FROM_CONNECT_TIMEOUT' || code === 'FST_REPLY_FROM_HEADERS_TIMEOUT'
           ? new GatewayError('CG_ERR_ORIGIN_TIMEOUT')
@@ -223,4 +229,10 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
 
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/*', handler })
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/', handler })
+  if (deps.purgeMethod !== undefined) {
+    // Fastify 5 routes only the methods it knows; PURGE (Varnish, Squid) must be added.
+    if (!app.supportedMethods.includes('PURGE')) app.addHttpMethod('PURGE')
+    app.route({ method: 'PURGE', url: '/*', handler: deps.purgeMethod })
+    app.route({ method: 'PURGE', url: '/', handler: deps.purgeMethod })
+  }
 }

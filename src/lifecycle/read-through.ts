@@ -5,13 +5,14 @@
  * an Answer that http/respond.ts turns into a response.
  */
 import type { Readable } from 'node:stream'
+import { finished } from 'node:stream/promises'
 import { parseCacheControl, type Directives } from '../cache/cache-control.ts'
 import type { CacheStatus } from '../cache/cache-status.ts'
 import { hasValidators, merge304Headers, notModifiedMatches, validatorHeaders } from '../cache/conditional.ts'
 import type { CacheEntry } from '../cache/entry.ts'
 import { retention } from '../cache/freshness.ts'
 import { single, type IncomingHeaders } from '../cache/headers.ts'
-import { NO_VARIANT, type CacheKey, type VariantId } from '../cache/key.ts'
+import { NO_VARIANT, originOf, type CacheKey, type VariantId } from '../cache/key.ts'
 import { decide, ERROR_STATUSES, mayServeStaleOnError, requestDirectives, type Decision } from '../cache/policy.ts'
 import { prepareEntry } from '../cache/prepare.ts'
 import { mergeSpec, sameVariant, variantId, variantValues } from '../cache/vary.ts'
@@ -20,7 +21,9 @@ import type { CacheConfig, RouteConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
 import type { OriginClient, OriginResponse } from '../origin/client.ts'
 import type { Store } from '../store/store.ts'
+import { isStoreBypassed } from '../store/breaker.ts'
 import { Coalescer, Flight, type FlightHead } from './coalesce.ts'
+import { DecisionLog } from './explain.ts'
 import type { Tasks } from './tasks.ts'
 import type { Locks } from './lock.ts'
 import type { Bus } from '../invalidation/bus.ts'
@@ -89,6 +92,8 @@ export class ReadThrough {
   readonly #coalescer = new Coalescer()
   /** Hit-for-miss: keys recently found uncacheable, until when (ms). */
   readonly #uncacheable = new Map<string, number>()
+  /** The last storability decision per key (GET /explain), for the 10,000 most recent keys. */
+  readonly #decisions = new DecisionLog(10_000)
   /** Background refreshes in progress in this instance, by URL + variant. */
   readonly #refreshing = new Set<string>()
   /** Misses deciding (through the cluster lock) who fetches, by flight key. */
@@ -125,6 +130,11 @@ export class ReadThrough {
     this.#o.onEvent?.(e)
   }
 
+  /** Why the last origin responses were or were not stored (read by /explain). */
+  get decisions (): DecisionLog {
+    return this.#decisions
+  }
+
   get inFlight (): number {
     return this.#coalescer.size
   }
@@ -155,7 +165,7 @@ export class ReadThrough {
       lookup = await this.#o.store.lookup(req.key)
     } catch (err) {
       this.#o.onStoreError('lookup', err)
-      return { entry: null, vary: null, variant: undefined, values: undefined, storeDetail: 'store-unavailable' }
+      return { entry: null, vary: null, variant: undefined, values: undefined, storeDetail: storeDetail(err) }
     }
     if (lookup.vary === null) return { entry: null, vary: null, variant: undefined, values: undefined, storeDetail: undefined }
     const spec = mergeSpec(route.key.headers, route.key.cookies, lookup.vary)
@@ -167,7 +177,7 @@ export class ReadThrough {
         entry = await this.#o.store.getVariant(req.key, variant)
       } catch (err) {
         this.#o.onStoreError('get', err)
-        return { entry: null, vary: lookup.vary, variant, values, storeDetail: 'store-unavailable' }
+        return { entry: null, vary: lookup.vary, variant, values, storeDetail: storeDetail(err) }
       }
     }
     // Never answer with a response stored for another URL or another variant.
@@ -208,7 +218,9 @@ export class ReadThrough {
         path: req.path,
         headers: { ...this.#forFetch(req.forward), ...validatorHeaders(entry) }
       })
+      this.#event({ type: 'origin', route: req.route.name, status: res.status, seconds: (this.#o.clock.now() - requestTime) / 1000 })
     } catch (err) {
+      this.#event({ type: 'origin', route: req.route.name, status: 'error', seconds: (this.#o.clock.now() - requestTime) / 1000 })
       const error = err instanceof GatewayError ? err : new GatewayError('CG_ERR_ORIGIN_UNREACHABLE', undefined, { cause: err })
       return this.#staleOrError(entry, directives, error, fwd)
     }
@@ -255,6 +267,14 @@ export class ReadThrough {
     const prepared = prepareEntry({
       url: req.key, method: 'GET', requestHeaders: req.headers, request: new Map(), status: entry.status, headers: merged, requestTime, responseTime
     }, req.route)
+    this.#decisions.record(req.key, {
+      at: responseTime,
+      status: entry.status,
+      stored: prepared.storable,
+      detail: prepared.storable ? undefined : prepared.detail,
+      freshnessSource: prepared.storable ? prepared.freshness.source : undefined,
+      variant: found.variant ?? NO_VARIANT
+    }, entry.vary)
     if (!prepared.storable) {
       await this.#deleteVariant(req.key, found.variant ?? NO_VARIANT)
       return entry
@@ -282,6 +302,40 @@ export class ReadThrough {
     } catch (err) {
       this.#o.onStoreError('delete', err)
     }
+  }
+
+  /**
+   * Fetches a URL from the origin without a client and stores the answer like a miss (a
+   * revalidate purge): a plain GET, so the variant refreshed is the one a request without
+   * headers selects. Coalesced with misses for the same key. Runs as a task (tests and
+   * shutdown await it); resolves true when the origin answered, false otherwise. Never rejects.
+   */
+  async refresh (route: RouteConfig, key: CacheKey, path: string): Promise<boolean> {
+    return await new Promise<boolean>((resolve) => {
+      this.#o.tasks.run('refresh', async () => {
+        let ok = false
+        try {
+          const origin = originOf(key)
+          const scheme = origin.slice(0, origin.indexOf('://'))
+          const host = origin.slice(scheme.length + 3)
+          const forward: Record<string, string> = { 'x-forwarded-proto': scheme }
+          if (!route.key.headers.includes('x-forwarded-host')) forward['x-forwarded-host'] = host
+          const req: CacheRequest = { route, key, path, method: 'GET', headers: {}, forward }
+          this.#event({ type: 'refresh', route: route.name, result: 'started' })
+          const found = await this.#find(req)
+          const answer = await this.#miss(req, new Map(), { ...found, entry: null }, { fwd: 'stale', detail: 'purged' })
+          if (answer.kind === 'stream') {
+            // No client reads it: drain, so the flight completes and stores it.
+            answer.body.resume()
+            await finished(answer.body).catch(() => undefined)
+          }
+          ok = answer.kind === 'entry' || (answer.kind === 'stream' && answer.status < 500)
+        } finally {
+          this.#event({ type: 'refresh', route: route.name, result: ok ? 'succeeded' : 'failed' })
+          resolve(ok)
+        }
+      })
+    })
   }
 
   /**
@@ -469,6 +523,15 @@ export class ReadThrough {
     const spec = mergeSpec(req.route.key.headers, req.route.key.cookies, prepared.storable ? prepared.varyNames : [])
     const values = variantValues(spec, req.headers)
     flight.varyValues = values
+    const decision = {
+      at: head.responseTime,
+      status: head.status,
+      stored: detail === undefined,
+      detail,
+      freshnessSource: prepared.storable ? prepared.freshness.source : undefined,
+      variant: variantId(values)
+    }
+    this.#decisions.record(req.key, decision, values)
     if (detail !== undefined) {
       // Waiters may not be given this response: each goes to the origin itself, and the
       // next burst does not queue behind a fetch that cannot be shared (hit-for-miss).
@@ -476,14 +539,19 @@ export class ReadThrough {
       this.#coalescer.forget(flightKey, flight)
       if (detail !== 'too-large' && this.#o.cache.hitForMiss > 0) this.#uncacheable.set(req.key, now + this.#o.cache.hitForMiss)
       if (stale !== undefined && (detail !== 'too-large')) await this.#deleteVariant(req.key, found.variant ?? variantId(values))
-    } else if (prepared.storable) {
+    } else if (prepared.storable && status.detail !== 'store-bypassed') {
+      // (While the store is bypassed the put would be refused unsent: not attempted, not claimed.)
       const jitter = req.route.ttlJitter
       // TTL jitter only shortens: entries stored together do not all expire together.
       const meta = jitter > 0 ? { ...prepared.meta, freshness: Math.floor(prepared.meta.freshness * (1 - this.#random() * jitter / 100)) } : prepared.meta
       const stored = (async () => {
         const end = await flight.end
-        if (!end.complete || end.body === undefined) return false
-        return await this.#put(req.key, variantId(values), { ...meta, body: end.body, vary: values })
+        const put = end.complete && end.body !== undefined && await this.#put(req.key, variantId(values), { ...meta, body: end.body, vary: values })
+        if (!put) {
+          const why = !end.complete ? 'body-incomplete' : end.body === undefined ? 'too-large' : 'store-failed'
+          this.#decisions.record(req.key, { ...decision, stored: false, detail: why }, values)
+        }
+        return put
       })()
       storing(stored)
       this.#o.tasks.run('store', async () => await stored)
@@ -590,6 +658,15 @@ export class ReadThrough {
       outcome: 'miss'
     }
   }
+}
+
+/**
+ * Cache-Status detail for a store call that failed: `store-bypassed` when a circuit breaker
+ * refused it unsent, `store-unavailable` when the store was asked and failed (timeout,
+ * connection lost, refused).
+ */
+function storeDetail (err: unknown): string {
+  return isStoreBypassed(err) ? 'store-bypassed' : 'store-unavailable'
 }
 
 /** A refresh lock outlives the longest the refresh may take (connect + headers + body), at most a minute. */

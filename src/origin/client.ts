@@ -5,7 +5,7 @@
  * connection error that happened before any response byte arrived, never after.
  */
 import type { Readable } from 'node:stream'
-import { Agent, Pool, errors as undiciErrors, type Dispatcher } from 'undici'
+import { Dispatcher, Pool, errors as undiciErrors } from 'undici'
 import type { RouteConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
 
@@ -28,7 +28,11 @@ const RETRYABLE = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'UND_ERR_SOCKE
 /** Maps an undici or socket error to the gateway's error catalogue. */
 export function originError (err: unknown): GatewayError {
   if (err instanceof GatewayError) return err
-  const code = (err as { code?: string } | null)?.code ?? ''
+  const raw = (err as { code?: unknown } | null)?.code
+  // DOMExceptions (an aborted signal) carry numeric codes.
+  const code = typeof raw === 'string' ? raw : ''
+  // The route's whole-response deadline (timeouts.total) aborts with a TimeoutError.
+  if ((err as { name?: unknown } | null)?.name === 'TimeoutError') return new GatewayError('CG_ERR_ORIGIN_TIMEOUT', undefined, { cause: err })
   if (err instanceof undiciErrors.ConnectTimeoutError || err instanceof undiciErrors.HeadersTimeoutError ||
     err instanceof undiciErrors.BodyTimeoutError || code === 'UND_ERR_CONNECT_TIMEOUT' ||
     code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
@@ -40,18 +44,64 @@ export function originError (err: unknown): GatewayError {
   return new GatewayError('CG_ERR_ORIGIN_UNREACHABLE', undefined, { cause: err })
 }
 
+/**
+ * The dispatcher reply-from uses for pass-through: each request goes to the pool of the route
+ * serving its origin, so pass-through and cached fetches share one connection cap. Unlike an
+ * undici Agent it never closes those pools: an Agent closes a dispatcher once the connections
+ * it counted are gone, which closed the route's shared pool a keep-alive timeout after the
+ * first pass-through request and left every later fetch of the route failing. The pools
+ * belong to the OriginClient, which closes them; closing this closes nothing.
+ */
+class PoolRouter extends Dispatcher {
+  readonly #pick: (origin: string) => Pool
+
+  constructor (pick: (origin: string) => Pool) {
+    super()
+    this.#pick = pick
+  }
+
+  override dispatch (options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    return this.#pick(String(options.origin)).dispatch(options, handler)
+  }
+
+  override close (callback: () => void): void
+  override close (): Promise<void>
+  override close (callback?: () => void): Promise<void> | undefined {
+    if (callback === undefined) return Promise.resolve()
+    queueMicrotask(callback)
+    return undefined
+  }
+
+  override destroy (err: Error | null, callback: () => void): void
+  override destroy (callback: () => void): void
+  override destroy (err: Error | null): Promise<void>
+  override destroy (): Promise<void>
+  override destroy (a?: Error | null | (() => void), b?: () => void): Promise<void> | undefined {
+    const callback = typeof a === 'function' ? a : b
+    if (callback === undefined) return this.close()
+    this.close(callback)
+    return undefined
+  }
+}
+
 export class OriginClient {
   readonly #pools = new Map<string, Pool>()
+  /** Pools for origins no route names (not expected: pass-through targets a route's origin). */
+  readonly #others = new Map<string, Pool>()
   /** Dispatcher for pass-through (reply-from): routes each origin to the same pools. */
-  readonly dispatcher: Agent
+  readonly dispatcher: Dispatcher
 
   constructor (routes: readonly RouteConfig[]) {
     for (const route of routes) this.#pool(route)
-    this.dispatcher = new Agent({
-      factory: (origin: string | URL, opts: object) => {
-        const existing = this.#byOrigin(String(origin))
-        return existing ?? new Pool(origin, opts)
+    this.dispatcher = new PoolRouter((origin) => {
+      const existing = this.#byOrigin(origin)
+      if (existing !== undefined) return existing
+      let other = this.#others.get(origin)
+      if (other === undefined) {
+        other = new Pool(origin)
+        this.#others.set(origin, other)
       }
+      return other
     })
   }
 
@@ -90,19 +140,25 @@ export class OriginClient {
 
   async request (route: RouteConfig, req: OriginRequest): Promise<OriginResponse> {
     const pool = this.#pool(route)
+    // timeouts.body is the longest pause between chunks; timeouts.total bounds the whole
+    // response, so an origin trickling a byte at a time cannot hold a fetch open for ever.
+    const deadline = route.timeouts.total !== undefined ? AbortSignal.timeout(route.timeouts.total) : undefined
+    const signal = deadline === undefined ? req.signal : req.signal === undefined ? deadline : AbortSignal.any([req.signal, deadline])
     const options: Dispatcher.RequestOptions = {
       method: req.method,
       path: OriginClient.originPath(route) + req.path,
       headers: req.headers,
-      signal: req.signal ?? null
+      signal: signal ?? null
     }
     const idempotent = req.method === 'GET' || req.method === 'HEAD'
     try {
       return await this.#send(pool, options)
     } catch (err) {
-      const code = (err as { code?: string } | null)?.code ?? ''
-      // Retry once: only idempotent requests, only when no response byte was received.
-      if (idempotent && RETRYABLE.has(code) && req.signal?.aborted !== true) {
+      const code = (err as { code?: unknown } | null)?.code
+      // Retry once: only idempotent requests, only on a connection error, which undici reports
+      // from request() only before the response head is complete: an error after that
+      // surfaces on the body stream and is never retried.
+      if (idempotent && typeof code === 'string' && RETRYABLE.has(code) && signal?.aborted !== true) {
         try {
           return await this.#send(pool, options)
         } catch (again) {
@@ -119,7 +175,6 @@ export class OriginClient {
   }
 
   async close (): Promise<void> {
-    await Promise.allSettled([...this.#pools.values()].map(async (p) => await p.close()))
-    await this.dispatcher.close().catch(() => undefined)
+    await Promise.allSettled([...this.#pools.values(), ...this.#others.values()].map(async (p) => await p.close()))
   }
 }

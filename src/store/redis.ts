@@ -83,6 +83,12 @@ export function createRedisClient (options: RedisClientOptions): Redis | Cluster
 
 export interface RedisStoreOptions {
   client: Redis | Cluster
+  /**
+   * A second client for puts, deletes and soft purges, usually with a longer command timeout:
+   * a large body in flight on it does not hold up the lookups queued behind it, and a slow write
+   * is not cut short by the read timeout. Defaults to `client`.
+   */
+  writeClient?: Redis | Cluster
   /** Prepended to every key, e.g. "cg:". Must not contain braces. */
   keyPrefix: string
   clock: Clock
@@ -241,21 +247,26 @@ export class RedisStore implements Store {
   readonly kind = 'redis'
   readonly #client: Redis | Cluster
   readonly #scripts: StoreScripts
+  readonly #writes: StoreScripts
   readonly #prefix: string
   readonly #clock: Clock
 
   constructor (options: RedisStoreOptions) {
     assertKeyPrefix(options.keyPrefix)
     const { client } = options
-    // ioredis' keyPrefix would prefix KEYS but not the keys the Lua scripts derive.
-    const clientPrefix = client instanceof Cluster ? client.options.keyPrefix ?? client.options.redisOptions?.keyPrefix : client.options.keyPrefix
-    if (clientPrefix !== undefined && clientPrefix !== '') {
-      throw new TypeError('RedisStore needs a client without ioredis keyPrefix; use the keyPrefix option of RedisStore')
+    const writer = options.writeClient ?? client
+    for (const c of new Set([client, writer])) {
+      // ioredis' keyPrefix would prefix KEYS but not the keys the Lua scripts derive.
+      const clientPrefix = c instanceof Cluster ? c.options.keyPrefix ?? c.options.redisOptions?.keyPrefix : c.options.keyPrefix
+      if (clientPrefix !== undefined && clientPrefix !== '') {
+        throw new TypeError('RedisStore needs a client without ioredis keyPrefix; use the keyPrefix option of RedisStore')
+      }
+      // Defining the same commands again on a shared client is harmless: same name, same Lua.
+      for (const [name, definition] of Object.entries(SCRIPTS)) c.defineCommand(name, definition)
     }
-    // Defining the same commands again on a shared client is harmless: same name, same Lua.
-    for (const [name, definition] of Object.entries(SCRIPTS)) client.defineCommand(name, definition)
     this.#client = client
     this.#scripts = client as unknown as StoreScripts
+    this.#writes = writer as unknown as StoreScripts
     this.#prefix = options.keyPrefix
     this.#clock = options.clock
   }
@@ -286,10 +297,10 @@ export class RedisStore implements Store {
     for (const tag of new Set(entry.tags)) indexes.push([tagIndexKeys(this.#prefix, tag), url])
     for (let i = 0; i < indexes.length; i += BATCH) {
       await Promise.all(indexes.slice(i, i + BATCH).map(([keys, member]) =>
-        this.#scripts.cachegateStoreIndexAdd(keys.members, keys.expiry, member, expiresAt, now, ttlMs)))
+        this.#writes.cachegateStoreIndexAdd(keys.members, keys.expiry, member, expiresAt, now, ttlMs)))
     }
     const keys = urlKeys(this.#prefix, url)
-    await this.#scripts.cachegateStorePut(
+    await this.#writes.cachegateStorePut(
       keys.vary, keys.variants, keys.entry(variant),
       keys.entryPrefix, variant, encodeEntry(entry), JSON.stringify(varyNames(entry)), ttlMs, options.maxVariants, now
     )
@@ -297,18 +308,18 @@ export class RedisStore implements Store {
 
   async deleteVariant (url: CacheKey, variant: VariantId): Promise<void> {
     const keys = urlKeys(this.#prefix, url)
-    await this.#scripts.cachegateStoreDeleteVariant(keys.vary, keys.variants, keys.entry(variant), keys.entryPrefix, variant)
+    await this.#writes.cachegateStoreDeleteVariant(keys.vary, keys.variants, keys.entry(variant), keys.entryPrefix, variant)
   }
 
   async deleteUrl (url: CacheKey): Promise<number> {
     const keys = urlKeys(this.#prefix, url)
-    return toCount(await this.#scripts.cachegateStoreDeleteUrl(keys.vary, keys.variants, keys.entryPrefix))
+    return toCount(await this.#writes.cachegateStoreDeleteUrl(keys.vary, keys.variants, keys.entryPrefix))
   }
 
   async markStale (url: CacheKey, at: number): Promise<number> {
     if (!Number.isFinite(at)) throw new RangeError(`markStale needs a finite time, got ${String(at)}`)
     const keys = urlKeys(this.#prefix, url)
-    return toCount(await this.#scripts.cachegateStoreMarkStale(keys.variants, keys.entryPrefix, JSON.stringify(at), ENTRY_MAGIC))
+    return toCount(await this.#writes.cachegateStoreMarkStale(keys.variants, keys.entryPrefix, JSON.stringify(at), ENTRY_MAGIC))
   }
 
   async urlsForTag (tag: string): Promise<CacheKey[]> {

@@ -79,7 +79,7 @@ t.test('a file setting every key gets exactly those values, normalized', async (
     file,
     listen: { host: '127.0.0.2', port: 8081 },
     admin: { host: '0.0.0.0', port: 9092, token: 's3cret', webhookSecret: 'hook' },
-    redis: { url: 'redis://redis.internal:6380/2', cluster: [], keyPrefix: 'app:', commandTimeout: 75 },
+    redis: { url: 'redis://redis.internal:6380/2', cluster: [], keyPrefix: 'app:', commandTimeout: 75, writeTimeout: 1000, breaker: { failures: 3, cooldown: 10_000 } },
     cache: {
       memoryMaxBytes: 2 ** 30,
       maxObjectSize: 1_000_000,
@@ -107,7 +107,7 @@ t.test('a file setting every key gets exactly those values, normalized', async (
         downstreamCacheControl: 'public, max-age=60',
         keepTagHeaders: true,
         storeContentTypes: ['application/json', 'text/'],
-        timeouts: { connect: 2000, headers: 10_000, body: 60_000 },
+        timeouts: { connect: 2000, headers: 10_000, body: 60_000, total: 300_000 },
         maxConnections: 16,
         l1: true,
         ttlJitter: 12.5,
@@ -258,10 +258,10 @@ t.test('unknown keys are errors at every level, with the allowed keys and a near
   t.strictSame(problems, [
     'routes.yaml:1:1: colour: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, routes)',
     'routes.yaml:2:10: cache.maxVariant: unknown key, did you mean "maxVariants"? (allowed: memoryMaxBytes, maxObjectSize, maxVariants, l1MaxBytes, l1MaxTtl, coalesceWait, hitForMiss)',
-    'routes.yaml:3:28: redis.db: unknown key (allowed: url, cluster, keyPrefix, commandTimeout)',
+    'routes.yaml:3:28: redis.db: unknown key (allowed: url, cluster, keyPrefix, commandTimeout, writeTimeout, breaker)',
     'routes.yaml:6:5: routes[0].maxttl: unknown key, did you mean "maxTtl"? (allowed: name, host, path, origin, enabled, defaultTtl, maxTtl, key, staleWhileRevalidate, staleIfError, downstreamCacheControl, keepTagHeaders, storeContentTypes, timeouts, maxConnections, l1, ttlJitter, refreshAhead)',
     'routes.yaml:7:12: routes[0].key.query: unknown key (allowed: ignoreQuery, headers, cookies)',
-    'routes.yaml:8:17: routes[0].timeouts.idle: unknown key (allowed: connect, headers, body)'
+    'routes.yaml:8:17: routes[0].timeouts.idle: unknown key (allowed: connect, headers, body, total)'
   ])
 })
 

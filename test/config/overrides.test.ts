@@ -27,13 +27,13 @@ t.test('empty and absent overrides leave the file values alone', async (t) => {
 
 t.test('REDIS_URL creates the redis section with its defaults', async (t) => {
   const config = applyOverrides(base, { redisUrl: 'redis://cache:6379' })
-  t.strictSame(config.redis, { url: 'redis://cache:6379', cluster: [], keyPrefix: 'cg:', commandTimeout: 50 })
+  t.strictSame(config.redis, { url: 'redis://cache:6379', cluster: [], keyPrefix: 'cg:', commandTimeout: 50, writeTimeout: 500, breaker: { failures: 5, cooldown: 2000 } })
   t.equal(base.redis, undefined, 'the original is unchanged')
 })
 
 t.test('REDIS_URL replaces a cluster and keeps the other redis settings', async (t) => {
   const config = applyOverrides(clustered, { redisUrl: 'rediss://cache:6380' })
-  t.strictSame(config.redis, { url: 'rediss://cache:6380', cluster: [], keyPrefix: 'app:', commandTimeout: 20 })
+  t.strictSame(config.redis, { url: 'rediss://cache:6380', cluster: [], keyPrefix: 'app:', commandTimeout: 20, writeTimeout: 500, breaker: { failures: 5, cooldown: 2000 } })
 })
 
 t.test('bad overrides are a ConfigError naming each variable', async (t) => {

@@ -105,7 +105,7 @@ function behaviours (kind: StoreKind): void {
     })
 
     t.test('a client If-None-Match on a miss is answered 304 once the origin\'s 200 is known', async (t) => {
-      const origin = await startOrigin(t, (req, res) => {
+      const origin = await startOrigin(t, (_req, res) => {
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': BODY.length, etag: '"rev-7"', 'cache-control': 'max-age=600' })
         res.end(BODY)
       })

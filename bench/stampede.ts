@@ -1,0 +1,254 @@
+/**
+ * Stampede on cold keys (issue "stale-while-revalidate and coalescing").
+ *
+ * N clients, spread over M gateway processes that share one Redis, all request the same K
+ * cold keys at the same moment; the origin answers after a delay and counts the requests it
+ * gets per key. With coalescing working, each key costs the origin exactly one request
+ * (in-instance: one flight per key; across instances: the fill lock in Redis, the others
+ * wait for the "filled" message and read the stored entry). A last scenario turns the
+ * cross-instance lock off (cache.coalesceWait: 0) for contrast: in-instance coalescing is
+ * still on there, so the ideal for it is one request per key per instance.
+ *
+ *   node --import tsx bench/stampede.ts        (or npm run bench for both benchmarks)
+ */
+import { writeFileSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { Pool } from 'undici'
+import { redisCommandTimeout, startGateway, summarizeWarnings, type GatewayProc } from './lib/gateway.ts'
+import { startOrigin, type Origin } from './lib/origin.ts'
+import { pinSelf, ROOT, sleep, startRedis } from './lib/processes.ts'
+import { envInt, fmt, renderMarkdown, renderText, type Table } from './lib/table.ts'
+
+export interface StampedeSettings {
+  clients: number
+  keys: number
+  /** Gateway process counts to try, e.g. [1, 2, 4]. */
+  instances: number[]
+  originDelayMs: number
+  /** Stampedes per scenario, each on fresh keys; counts and latencies are pooled. */
+  rounds: number
+}
+
+export function stampedeSettings (): StampedeSettings {
+  const raw = process.env.BENCH_STAMPEDE_INSTANCES ?? '1,2,4'
+  const instances = raw.split(',').map((s) => Number(s.trim())).filter((n) => Number.isInteger(n) && n >= 1 && n <= 16)
+  if (instances.length === 0) throw new RangeError(`BENCH_STAMPEDE_INSTANCES must list instance counts from 1 to 16, got ${JSON.stringify(raw)}`)
+  return {
+    clients: envInt('BENCH_STAMPEDE_CLIENTS', 500, 1, 5000),
+    keys: envInt('BENCH_STAMPEDE_KEYS', 20, 1, 1000),
+    instances,
+    originDelayMs: envInt('BENCH_STAMPEDE_DELAY', 200, 0, 10_000),
+    rounds: envInt('BENCH_STAMPEDE_ROUNDS', 3, 1, 20)
+  }
+}
+
+interface Scenario {
+  label: string
+  instances: number
+  cache?: Record<string, string | number>
+  /** Origin requests per key when coalescing works as designed. */
+  ideal: number
+}
+
+interface ClientResult {
+  ms: number
+  status: number
+  cacheStatus: string
+  error?: string
+}
+
+interface ScenarioResult {
+  scenario: Scenario
+  originPerKey: number
+  maxPerKey: number
+  p50: number
+  p99: number
+  max: number
+  failed: number
+  /** Responses by how they were served (leader, collapsed, hit, other). */
+  kinds: Record<string, number>
+  problems: string[]
+}
+
+/** How a response was served, from its Cache-Status. */
+function kindOf (cacheStatus: string): string {
+  if (cacheStatus.includes('collapsed')) return 'collapsed'
+  if (/; hit(;|$)/.test(cacheStatus) && !cacheStatus.includes('fwd=')) return 'hit'
+  if (cacheStatus.includes('fwd=uri-miss')) return 'fetched'
+  return 'other'
+}
+
+function percentile (sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p / 100 * sorted.length) - 1))] ?? Number.NaN
+}
+
+/**
+ * Every instance is asked for the same Host, as behind a load balancer: the cache key
+ * includes the Host (port and all), so instances on different ports would otherwise be
+ * caching different URLs.
+ */
+const HOST_HEADER = 'shop.example.test'
+
+async function get (pool: Pool, path: string): Promise<ClientResult> {
+  const start = performance.now()
+  try {
+    const res = await pool.request({ method: 'GET', path, headers: { host: HOST_HEADER }, headersTimeout: 30_000, bodyTimeout: 30_000 })
+    await res.body.arrayBuffer()
+    const field = res.headers['cache-status']
+    return { ms: performance.now() - start, status: res.statusCode, cacheStatus: Array.isArray(field) ? field.join(', ') : field ?? '' }
+  } catch (err) {
+    return { ms: performance.now() - start, status: 0, cacheStatus: '', error: err instanceof Error ? err.message : String(err) }
+  }
+}
+
+/**
+ * Client j uses instance j mod M and key floor(j / M) mod K, so every key is asked of every
+ * instance. All requests are issued in the same tick.
+ */
+async function stampede (pools: Pool[], paths: string[], clients: number): Promise<ClientResult[]> {
+  const m = pools.length
+  const all: Array<Promise<ClientResult>> = []
+  for (let j = 0; j < clients; j++) {
+    const pool = pools[j % m] as Pool
+    const path = paths[Math.floor(j / m) % paths.length] as string
+    all.push(get(pool, path))
+  }
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('stampede did not finish within 60 s')), 60_000) })
+  try {
+    return await Promise.race([Promise.all(all), deadline])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+async function runScenario (s: Scenario, index: number, settings: StampedeSettings, origin: Origin, redisUrl: string, cpus: string, log: (line: string) => void): Promise<ScenarioResult> {
+  const tag = `s${index}`
+  log(`stampede: ${s.label}: starting ${s.instances} gateway process(es)`)
+  const gateways: GatewayProc[] = await Promise.all(Array.from({ length: s.instances }, async (_v, i) => await startGateway({
+    name: `cachegate ${tag}.${i}`,
+    origin: origin.url,
+    redisUrl,
+    keyPrefix: `bench-${tag}:`,
+    cpus,
+    ...redisCommandTimeout(),
+    ...(s.cache !== undefined ? { cache: s.cache } : {})
+  })))
+  const perPool = Math.ceil(settings.clients / s.instances)
+  const pools = gateways.map((g) => new Pool(g.url, { connections: perPool, pipelining: 1, keepAliveTimeout: 60_000 }))
+  const problems: string[] = []
+  try {
+    // Warm-up on other keys: opens the clients' connections and runs the miss, coalescing
+    // and hit paths once, so the measured stampede is not the processes' first requests.
+    const warm = Array.from({ length: settings.keys }, (_v, k) => `/products/${tag}-warm-${k}`)
+    for (let i = 0; i < 2; i++) {
+      const results = await stampede(pools, warm, settings.clients)
+      const failed = results.filter((r) => r.status !== 200).length
+      if (failed > 0) problems.push(`${failed} warm-up request(s) failed, e.g. ${results.find((r) => r.status !== 200)?.error ?? ''}`)
+    }
+    await sleep(200)
+
+    const latencies: number[] = []
+    const kinds: Record<string, number> = {}
+    let failed = 0
+    let originRequests = 0
+    let maxPerKey = 0
+    for (let round = 0; round < settings.rounds; round++) {
+      const paths = Array.from({ length: settings.keys }, (_v, k) => `/products/${tag}-r${round}-${k}`)
+      log(`stampede: ${s.label}: round ${round + 1}/${settings.rounds}: ${settings.clients} clients, ${settings.keys} cold keys`)
+      const results = await stampede(pools, paths, settings.clients)
+      for (const r of results) {
+        latencies.push(r.ms)
+        if (r.status !== 200) failed++
+        const kind = r.status === 200 ? kindOf(r.cacheStatus) : 'failed'
+        kinds[kind] = (kinds[kind] ?? 0) + 1
+      }
+      for (const p of paths) {
+        const n = origin.counts.get(p) ?? 0
+        originRequests += n
+        maxPerKey = Math.max(maxPerKey, n)
+      }
+      // Let the fills' store writes and lock releases finish before the next round.
+      await sleep(300)
+    }
+    latencies.sort((a, b) => a - b)
+    const logged = gateways.flatMap((g) => g.proc.output().split('\n').filter((l) => l.trim() !== ''))
+    if (logged.length > 0) problems.push(`the gateways logged ${logged.length} warning line(s) (warm-up included): ${summarizeWarnings(logged)}`)
+    if (failed > 0) problems.push(`${failed} client request(s) did not get a 200`)
+    return {
+      scenario: s,
+      originPerKey: originRequests / (settings.keys * settings.rounds),
+      maxPerKey,
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      max: latencies[latencies.length - 1] ?? Number.NaN,
+      failed,
+      kinds,
+      problems
+    }
+  } finally {
+    await Promise.all(pools.map(async (p) => await p.destroy()))
+    await Promise.all(gateways.map(async (g) => await g.stop()))
+  }
+}
+
+export async function runStampede (settings: StampedeSettings = stampedeSettings(), log: (line: string) => void = (l) => process.stderr.write(l + '\n')): Promise<Table> {
+  const cores = pinSelf()
+  // Gateways may use every CPU here (the point is the origin count, not throughput).
+  const all = cores.pinned ? `${cores.server},${cores.others}` : ''
+  const origin = await startOrigin({ delayMs: settings.originDelayMs })
+  const redis = await startRedis(all)
+  try {
+    const most = Math.max(...settings.instances)
+    const scenarios: Scenario[] = [
+      ...settings.instances.map((m) => ({ label: `${m} instance${m === 1 ? '' : 's'}, shared Redis`, instances: m, ideal: 1 })),
+      {
+        label: `${most} instance${most === 1 ? '' : 's'}, cross-instance lock off (coalesceWait: 0; in-instance coalescing on)`,
+        instances: most,
+        cache: { coalesceWait: 0 },
+        ideal: most
+      }
+    ]
+    const results: ScenarioResult[] = []
+    for (const [i, s] of scenarios.entries()) results.push(await runScenario(s, i, settings, origin, redis.url, all, log))
+
+    const rows = results.map((r) => [
+      r.scenario.label,
+      r.originPerKey.toFixed(2),
+      String(r.maxPerKey),
+      r.scenario.ideal.toFixed(1),
+      fmt.ms(r.p50),
+      fmt.ms(r.p99),
+      fmt.ms(r.max),
+      ['fetched', 'collapsed', 'hit', 'other', 'failed'].filter((k) => (r.kinds[k] ?? 0) > 0).map((k) => `${k} ${r.kinds[k] ?? 0}`).join(', ')
+    ])
+    const notes = [
+      `${settings.clients} clients (one connection each, opened and warmed before the stampede) request ${settings.keys} cold keys at once, client j on instance j mod M and key floor(j/M) mod ${settings.keys}; ${settings.rounds} stampede(s) per scenario on fresh keys, pooled.`,
+      `Origin answers after ${settings.originDelayMs} ms, so ${settings.originDelayMs} ms is the floor for every client's latency. Latency is measured by the clients from sending to the last body byte.`,
+      'Served as (from Cache-Status): fetched = the request that went to the origin (or waited on the fill lock, then found nothing stored), collapsed = answered from another request\'s fetch (same instance) or fill (another instance), hit = the entry was already stored when it arrived.',
+      `Every request carries Host: ${HOST_HEADER} (as behind a load balancer; the cache key includes the Host).`,
+      'Gateways share one redis-server and both CPUs with the clients and the origin; each scenario starts fresh gateway processes and uses its own key prefix.',
+      ...results.flatMap((r) => r.problems.map((p) => `PROBLEM (${r.scenario.label}): ${p}`))
+    ]
+    return {
+      title: 'Stampede on cold keys (origin requests per key, lower is better; client latency in ms)',
+      columns: ['scenario', 'origin req/key', 'max/key', 'ideal', 'p50', 'p99', 'max', 'served as'],
+      numeric: [false, true, true, true, true, true, true, false],
+      rows,
+      notes
+    }
+  } finally {
+    await redis.proc.stop()
+    await origin.close()
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const table = await runStampede()
+  process.stdout.write('\n' + renderText(table))
+  await mkdir(join(ROOT, 'bench', 'results'), { recursive: true })
+  writeFileSync(join(ROOT, 'bench', 'results', 'stampede.md'), renderMarkdown(table))
+}

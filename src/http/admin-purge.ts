@@ -1,0 +1,122 @@
+/**
+ * Purge over HTTP: `POST /purge` on the admin listener (bearer token or signed webhook), and
+ * the `PURGE` method on the public listener (as in Varnish and Squid), off unless
+ * `purgeMethod.enabled`, and only from the `purgeMethod.allow` addresses.
+ */
+import { BlockList, isIPv6 } from 'node:net'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { single } from '../cache/headers.ts'
+import { normalizeRequestUrl } from '../cache/key.ts'
+import type { RouteMatcher } from '../config/routes.ts'
+import type { AdminConfig, GatewayConfig } from '../config/types.ts'
+import { GatewayError } from '../errors.ts'
+import { ignoreFor, parsePurgeRequest, type Purger } from '../invalidation/purge.ts'
+import { requireAdmin, SIGNATURE_HEADER } from './admin-auth.ts'
+import { sendError } from './respond.ts'
+
+export interface PurgeRoutesOptions {
+  admin: () => AdminConfig
+  purger: Purger
+  /** Reports a purge that failed half way (a store error); the client gets a 500 and may retry. */
+  onError: (err: unknown) => void
+}
+
+/** Registers `POST /purge` on the admin app. */
+export function registerPurgeRoutes (app: FastifyInstance, options: PurgeRoutesOptions): void {
+  const auth = requireAdmin(options.admin)
+  app.post('/purge', {
+    // A bearer token is checked before the body is parsed, so an unauthenticated caller
+    // learns nothing about its body. A signature needs the raw body: checked in preHandler.
+    onRequest: async (request, reply) => {
+      const signed = typeof request.headers[SIGNATURE_HEADER] === 'string' && options.admin().webhookSecret !== undefined
+      if (!signed) return await auth(request, reply)
+      return undefined
+    },
+    preHandler: auth
+  }, async (request, reply) => {
+    const parsed = parsePurgeRequest(request.body)
+    if (!parsed.ok) throw new GatewayError('CG_ERR_PURGE_INVALID', parsed.message)
+    let result
+    try {
+      result = await options.purger.purge(parsed.value)
+    } catch (err) {
+      options.onError(err)
+      throw new GatewayError('CG_ERR_INTERNAL', 'The purge failed part way (the store did not answer); purges are idempotent: retry it', { cause: err })
+    }
+    reply.header('cache-control', 'no-store')
+    return result
+  })
+}
+
+export interface PurgeMethodOptions {
+  config: () => GatewayConfig
+  routes: () => RouteMatcher
+  purger: Purger
+  onError: (err: unknown) => void
+}
+
+const allowLists = new WeakMap<readonly string[], BlockList>()
+function allowList (addresses: readonly string[]): BlockList {
+  let list = allowLists.get(addresses)
+  if (list === undefined) {
+    list = new BlockList()
+    for (const a of addresses) list.addAddress(a, isIPv6(a) ? 'ipv6' : 'ipv4')
+    allowLists.set(addresses, list)
+  }
+  return list
+}
+
+/** Whether a client address is in the allow list (IPv4-mapped IPv6 addresses count as IPv4). */
+export function addressAllowed (addresses: readonly string[], ip: string): boolean {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)
+  const address = mapped?.[1] ?? ip
+  try {
+    return allowList(addresses).check(address, isIPv6(address) ? 'ipv6' : 'ipv4')
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The public listener's PURGE handler: purges the request's own cache key (hard), every
+ * variant of it, normalized exactly as a GET for the same target would be keyed.
+ */
+export function purgeMethodHandler (options: PurgeMethodOptions) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const config = options.config()
+    if (!config.purgeMethod.enabled) {
+      sendError(reply, new GatewayError('CG_ERR_METHOD_NOT_ALLOWED', 'The PURGE method is disabled: set purgeMethod.enabled in routes.yaml, or use POST /purge on the admin listener'), { fwd: 'bypass' })
+      return reply
+    }
+    if (!addressAllowed(config.purgeMethod.allow, request.ip)) {
+      sendError(reply, new GatewayError('CG_ERR_ADMIN_FORBIDDEN', 'PURGE is not allowed from this address (purgeMethod.allow)'), { fwd: 'bypass' })
+      return reply
+    }
+    const raw = request.raw.url ?? '/'
+    if (raw.length > config.limits.maxUrlLength) {
+      sendError(reply, new GatewayError('CG_ERR_URI_TOO_LONG'), { fwd: 'bypass' })
+      return reply
+    }
+    const host = single(request.headers.host) ?? ''
+    const q = raw.indexOf('?')
+    const route = options.routes().match(host, q === -1 ? raw : raw.slice(0, q))
+    if (route === undefined) {
+      sendError(reply, new GatewayError('CG_ERR_NO_ROUTE'), { fwd: 'bypass' })
+      return reply
+    }
+    const normalized = normalizeRequestUrl({ scheme: request.protocol, host, target: raw }, ignoreFor(route))
+    if (!normalized.ok) {
+      sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', `The request URL is malformed: ${normalized.reason}`), { fwd: 'bypass' })
+      return reply
+    }
+    try {
+      const result = await options.purger.purgeKeys([normalized.key], 'hard', 'method')
+      reply.code(200).header('content-type', 'application/json; charset=utf-8').header('cache-control', 'no-store').send(JSON.stringify(result))
+      return reply
+    } catch (err) {
+      options.onError(err)
+      sendError(reply, new GatewayError('CG_ERR_INTERNAL', 'The purge failed (the store did not answer); retry it'), { fwd: 'bypass' })
+      return reply
+    }
+  }
+}
