@@ -48,6 +48,8 @@ interface Scenario {
   label: string
   instances: number
   cache?: Record<string, string | number>
+  /** redis.commandTimeout for this scenario (cachegate's default, or BENCH_REDIS_COMMAND_TIMEOUT, without it). */
+  commandTimeout?: string
   /** Origin requests per key when coalescing works as designed. */
   ideal: number
 }
@@ -67,8 +69,12 @@ interface ScenarioResult {
   p99: number
   max: number
   failed: number
-  /** Responses by how they were served (leader, collapsed, hit, other). */
-  kinds: Record<string, number>
+  /** Responses whose Cache-Status says the store failed (store-unavailable) or was bypassed by the breaker. */
+  storeTrouble: Record<string, number>
+  /** Gateway warning lines during the measured stampedes, summarized. */
+  warnings: string
+  /** Latencies of the responses by how they were served (fetched, collapsed, hit, other, failed). */
+  kinds: Record<string, number[]>
   problems: string[]
 }
 
@@ -134,7 +140,7 @@ async function runScenario (s: Scenario, index: number, settings: StampedeSettin
     redisUrl,
     keyPrefix: `bench-${tag}:`,
     cpus,
-    ...redisCommandTimeout(),
+    ...(s.commandTimeout !== undefined ? { redisCommandTimeout: s.commandTimeout } : redisCommandTimeout()),
     ...(s.cache !== undefined ? { cache: s.cache } : {})
   })))
   const perPool = Math.ceil(settings.clients / s.instances)
@@ -149,10 +155,16 @@ async function runScenario (s: Scenario, index: number, settings: StampedeSettin
       const failed = results.filter((r) => r.status !== 200).length
       if (failed > 0) problems.push(`${failed} warm-up request(s) failed, e.g. ${results.find((r) => r.status !== 200)?.error ?? ''}`)
     }
-    await sleep(200)
+    // A burst on cold processes can trip the Redis circuit breaker (command timeouts while the
+    // event loop is busy). Wait out its cool-down and send a few requests one by one, so the
+    // measured stampedes start with Redis in use; what they do to the breaker is reported.
+    await sleep(2500)
+    for (const pool of pools) for (let i = 0; i < 5; i++) await get(pool, warm[0] ?? '/')
+    const marks = gateways.map((g) => g.proc.mark())
 
     const latencies: number[] = []
-    const kinds: Record<string, number> = {}
+    const kinds: Record<string, number[]> = {}
+    const storeTrouble: Record<string, number> = {}
     let failed = 0
     let originRequests = 0
     let maxPerKey = 0
@@ -164,7 +176,11 @@ async function runScenario (s: Scenario, index: number, settings: StampedeSettin
         latencies.push(r.ms)
         if (r.status !== 200) failed++
         const kind = r.status === 200 ? kindOf(r.cacheStatus) : 'failed'
-        kinds[kind] = (kinds[kind] ?? 0) + 1
+        const trouble = /detail=(store-[a-z-]+)/.exec(r.cacheStatus)?.[1]
+        if (trouble !== undefined) storeTrouble[trouble] = (storeTrouble[trouble] ?? 0) + 1
+        const list = kinds[kind] ?? []
+        list.push(r.ms)
+        kinds[kind] = list
       }
       for (const p of paths) {
         const n = origin.counts.get(p) ?? 0
@@ -175,8 +191,9 @@ async function runScenario (s: Scenario, index: number, settings: StampedeSettin
       await sleep(300)
     }
     latencies.sort((a, b) => a - b)
-    const logged = gateways.flatMap((g) => g.proc.output().split('\n').filter((l) => l.trim() !== ''))
-    if (logged.length > 0) problems.push(`the gateways logged ${logged.length} warning line(s) (warm-up included): ${summarizeWarnings(logged)}`)
+    const logged = gateways.flatMap((g, i) => g.proc.since(marks[i] ?? 0).split('\n').filter((l) => l.trim() !== ''))
+    const warnings = logged.length > 0 ? `${logged.length} warning line(s): ${summarizeWarnings(logged)}` : ''
+    if (logged.length > 0) problems.push(`the gateways logged ${warnings}`)
     if (failed > 0) problems.push(`${failed} client request(s) did not get a 200`)
     return {
       scenario: s,
@@ -186,6 +203,8 @@ async function runScenario (s: Scenario, index: number, settings: StampedeSettin
       p99: percentile(latencies, 99),
       max: latencies[latencies.length - 1] ?? Number.NaN,
       failed,
+      storeTrouble,
+      warnings,
       kinds,
       problems
     }
@@ -203,10 +222,16 @@ export async function runStampede (settings: StampedeSettings = stampedeSettings
   const redis = await startRedis(all)
   try {
     const most = Math.max(...settings.instances)
+    const plural = (m: number): string => `${m} instance${m === 1 ? '' : 's'}`
     const scenarios: Scenario[] = [
-      ...settings.instances.map((m) => ({ label: `${m} instance${m === 1 ? '' : 's'}, shared Redis`, instances: m, ideal: 1 })),
+      ...settings.instances.map((m) => ({ label: `${plural(m)}, shared Redis`, instances: m, ideal: 1 })),
+      // Command timeouts while a burst keeps the event loop busy open the breaker, which turns
+      // the cross-instance lock off: the same stampede with a timeout that does not fire.
+      ...(process.env.BENCH_REDIS_COMMAND_TIMEOUT === undefined || process.env.BENCH_REDIS_COMMAND_TIMEOUT === ''
+        ? [{ label: `${plural(most)}, shared Redis, redis.commandTimeout: 1s`, instances: most, commandTimeout: '1s', ideal: 1 }]
+        : []),
       {
-        label: `${most} instance${most === 1 ? '' : 's'}, cross-instance lock off (coalesceWait: 0; in-instance coalescing on)`,
+        label: `${plural(most)}, cross-instance lock off (coalesceWait: 0; in-instance coalescing on)`,
         instances: most,
         cache: { coalesceWait: 0 },
         ideal: most
@@ -223,20 +248,25 @@ export async function runStampede (settings: StampedeSettings = stampedeSettings
       fmt.ms(r.p50),
       fmt.ms(r.p99),
       fmt.ms(r.max),
-      ['fetched', 'collapsed', 'hit', 'other', 'failed'].filter((k) => (r.kinds[k] ?? 0) > 0).map((k) => `${k} ${r.kinds[k] ?? 0}`).join(', ')
+      ['fetched', 'collapsed', 'hit', 'other', 'failed'].flatMap((k) => {
+        const ms = (r.kinds[k] ?? []).sort((a, b) => a - b)
+        return ms.length === 0 ? [] : [`${k} ${ms.length} (p50 ${Math.round(percentile(ms, 50))})`]
+      }).join(', '),
+      Object.entries(r.storeTrouble).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'
     ])
     const notes = [
       `${settings.clients} clients (one connection each, opened and warmed before the stampede) request ${settings.keys} cold keys at once, client j on instance j mod M and key floor(j/M) mod ${settings.keys}; ${settings.rounds} stampede(s) per scenario on fresh keys, pooled.`,
       `Origin answers after ${settings.originDelayMs} ms, so ${settings.originDelayMs} ms is the floor for every client's latency. Latency is measured by the clients from sending to the last body byte.`,
       'Served as (from Cache-Status): fetched = the request that went to the origin (or waited on the fill lock, then found nothing stored), collapsed = answered from another request\'s fetch (same instance) or fill (another instance), hit = the entry was already stored when it arrived.',
       `Every request carries Host: ${HOST_HEADER} (as behind a load balancer; the cache key includes the Host).`,
+      'Store trouble: responses whose Cache-Status says detail=store-unavailable (a Redis call failed, e.g. timed out) or store-bypassed (the circuit breaker was open, so no store and no cross-instance lock). Gateways use cachegate\'s defaults (redis.commandTimeout 50ms, breaker 5 failures / 2s) unless the scenario says otherwise; each scenario waits out the breaker\'s cool-down after its warm-up.',
       'Gateways share one redis-server and both CPUs with the clients and the origin; each scenario starts fresh gateway processes and uses its own key prefix.',
       ...results.flatMap((r) => r.problems.map((p) => `PROBLEM (${r.scenario.label}): ${p}`))
     ]
     return {
       title: 'Stampede on cold keys (origin requests per key, lower is better; client latency in ms)',
-      columns: ['scenario', 'origin req/key', 'max/key', 'ideal', 'p50', 'p99', 'max', 'served as'],
-      numeric: [false, true, true, true, true, true, true, false],
+      columns: ['scenario', 'origin req/key', 'max/key', 'ideal', 'p50', 'p99', 'max', 'served as (count, p50 ms)', 'store trouble (responses)'],
+      numeric: [false, true, true, true, true, true, true, false, false],
       rows,
       notes
     }

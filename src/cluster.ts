@@ -234,6 +234,7 @@ export async function runPrimary (o: PrimaryOptions): Promise<boolean> {
   for (let id = 1; id <= o.workers; id++) fork(id)
   const ok = await startup
   if (!ok) return false
+  logger.info({ workers: o.workers, port: o.config.listen.port, adminPort: o.config.admin.port, store: o.config.redis === undefined ? 'memory' : 'redis' }, 'cachegate listening')
 
   const stop = (signal: string): void => {
     if (stopping) {

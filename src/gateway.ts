@@ -10,11 +10,12 @@ import type { CacheKey } from './cache/key.ts'
 import { systemClock, type Clock } from './clock.ts'
 import { compileRoutes, type RouteMatcher } from './config/routes.ts'
 import type { GatewayConfig } from './config/types.ts'
-import { errorBody } from './errors.ts'
+import { errorBody, GatewayError } from './errors.ts'
 import { ReadThrough } from './lifecycle/read-through.ts'
 import { Tasks } from './lifecycle/tasks.ts'
 import { OriginClient } from './origin/client.ts'
 import { proxyPlugin } from './http/proxy.ts'
+import { sendError } from './http/respond.ts'
 import { createAdminApp } from './http/admin.ts'
 import type { OutcomeListener, RequestOutcome } from './observability/events.ts'
 import { createLogger, type Logger } from './observability/logger.ts'
@@ -162,9 +163,13 @@ async function redisReady (client: Redis | Cluster, ms: number): Promise<boolean
 /** Malformed HTTP and oversized headers get the catalogue's JSON error, not a bare close. */
 function clientErrorHandler (err: Error & { code?: string }, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return
-  const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'CG_ERR_HEADERS_TOO_LARGE' : err.code === 'HPE_INVALID_METHOD' ? 'CG_ERR_METHOD_NOT_ALLOWED' : 'CG_ERR_BAD_REQUEST'
+  rawError(socket, err.code === 'HPE_HEADER_OVERFLOW' ? 'CG_ERR_HEADERS_TOO_LARGE' : err.code === 'HPE_INVALID_METHOD' ? 'CG_ERR_METHOD_NOT_ALLOWED' : 'CG_ERR_BAD_REQUEST')
+}
+
+/** Writes a catalogue error straight to a socket no fastify reply owns, and closes it. */
+function rawError (socket: Socket, code: 'CG_ERR_HEADERS_TOO_LARGE' | 'CG_ERR_METHOD_NOT_ALLOWED' | 'CG_ERR_BAD_REQUEST'): void {
   const body = JSON.stringify(errorBody(code))
-  const status = code === 'CG_ERR_HEADERS_TOO_LARGE' ? 431 : code === 'CG_ERR_METHOD_NOT_ALLOWED' ? 405 : 400
+  const status = errorBody(code).statusCode
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
 
@@ -208,7 +213,10 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
   if (tiered !== undefined) metrics.setL1Bytes(() => tiered.stats().bytes)
   const store: Store = new MeteredStore(tiered ?? backend.store, metrics)
   // A TieredStore publishes its own changes; otherwise purges and invalidations announce them.
-  const announce = tiered === undefined ? async (urls: readonly CacheKey[]) => await announceInvalidations(backend.bus, invalChannel, urls) : undefined
+  const announce = tiered === undefined
+    ? async (urls: readonly CacheKey[]) => await announceInvalidations(backend.bus, invalChannel, urls)
+      .catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not publish an invalidation'))
+    : undefined
   const tasks = new Tasks((name, err) => logger.warn({ err, task: name }, 'background task failed'))
   const origin = new OriginClient(config.routes)
   const listeners: OutcomeListener[] = options.onOutcome !== undefined ? [options.onOutcome] : []
@@ -237,10 +245,18 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     trustProxy: false,
     return503OnClosing: true,
     bodyLimit: config.limits.maxBodyBytes,
-    http: { maxHeaderSize: config.limits.maxHeaderBytes },
+    // Without Host the proxy answers a JSON 400 itself, rather than Node a bare one.
+    http: { maxHeaderSize: config.limits.maxHeaderBytes, requireHostHeader: false },
     clientErrorHandler,
+    // The router rejects a path with invalid percent-encoding before any route runs.
+    frameworkErrors: (err, _request, reply) => {
+      const message = err.code === 'FST_ERR_BAD_URL' ? 'The request URL is malformed: the path does not percent-decode to UTF-8' : undefined
+      sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', message), { fwd: 'bypass' })
+    },
     routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: config.limits.maxUrlLength }
   })
+  // CONNECT asks for a tunnel, which this proxy does not offer: a 405, not a dropped connection.
+  app.server.on('connect', (_request: unknown, socket: Socket) => { rawError(socket, 'CG_ERR_METHOD_NOT_ALLOWED') })
 
   const invalidate = async (keys: CacheKey[]): Promise<void> => {
     await Promise.all(keys.map(async (k) => await store.deleteUrl(k)))
@@ -342,8 +358,18 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
       closed = true
       // /readyz answers 503 from now on, while in-flight requests finish.
       health.stopping()
-      await app.close()
-      await admin.close()
+      // server.close() drops the connections idle at that moment; a keep-alive connection whose
+      // in-flight response ends later would hold the close until keepAliveTimeout (72 s).
+      const reaper = setInterval(() => {
+        app.server.closeIdleConnections()
+        admin.server.closeIdleConnections()
+      }, 50)
+      try {
+        await app.close()
+        await admin.close()
+      } finally {
+        clearInterval(reaper)
+      }
       await tasks.settled()
       await origin.close()
       await store.close()

@@ -24,7 +24,10 @@ import { downstreamHeaders, sendAnswer, sendError, VIA } from './respond.ts'
  * Request fields that can change an origin's answer without being part of the key: they are
  * removed before forwarding unless the route puts them in its key (cache poisoning).
  */
-export const UNKEYED_HEADERS = ['x-forwarded-host', 'x-original-url', 'x-rewrite-url', 'x-http-method-override', 'forwarded', 'x-forwarded-scheme', 'x-forwarded-port', 'x-host']
+export const UNKEYED_HEADERS = [
+  'x-forwarded-host', 'x-original-url', 'x-rewrite-url', 'x-http-method-override', 'forwarded', 'x-forwarded-scheme',
+  'x-forwarded-port', 'x-host', 'x-forwarded-prefix', 'x-forwarded-server', 'x-original-host', 'x-http-method', 'x-method-override'
+]
 
 export interface ProxyDeps {
   config: () => GatewayConfig
@@ -83,6 +86,13 @@ export function forwardHeaders (headers: IncomingHttpHeaders, route: RouteConfig
   const via = single(headers.via)
   out.via = via !== undefined ? `${via}, ${VIA}` : VIA
   return out
+}
+
+/** How many Host fields the request carried (Node's parsed headers keep only the first). */
+function hostFields (rawHeaders: readonly string[]): number {
+  let n = 0
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]?.length === 4 && rawHeaders[i]?.toLowerCase() === 'host') n++
+  return n
 }
 
 /** Counts request body bytes for pass-through and fails past the limit (chunked bodies too). */
@@ -159,6 +169,13 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
       return reply
     }
     const host = single(request.headers.host) ?? ''
+    if (host === '' || hostFields(request.raw.rawHeaders) > 1) {
+      // RFC 9112 §3.2: no Host (HTTP/1.1, or 1.0 without one) leaves no URL to key; several
+      // (Node keeps the first) could name another resource to whatever sits in front.
+      request.cg = { route: undefined, url: raw.split('?')[0] ?? '', outcome: 'error', cacheStatus: undefined, collapsed: false, originStatus: undefined }
+      sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', host === '' ? 'The request has no Host header' : 'The request has more than one Host header'), { fwd: 'bypass' })
+      return reply
+    }
     const qIndex = raw.indexOf('?')
     const route = deps.routes().match(host, qIndex === -1 ? raw : raw.slice(0, qIndex))
     const state: RequestState = { route, url: raw.split('?')[0] ?? '', outcome: 'pass', cacheStatus: undefined, collapsed: false, originStatus: undefined }
@@ -194,12 +211,19 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
     state.cacheStatus = passStatus
     const target = route.origin + normalized.pathAndQuery
     return await reply.from(target, {
+      // No retries here: reply-from would otherwise retry a GET answered 503 up to ten times.
+      retryDelay: () => null,
       rewriteRequestHeaders: (_req, headers) => ({ ...forward, host: headers.host, ...(headers['content-length'] !== undefined ? { 'content-length': headers['content-length'] } : {}) }),
       // reply-from rewrites the headers before it sets the status: fwd-status is added in onResponse.
       rewriteHeaders: (headers) => ({ ...downstreamHeaders(headers, route), via: VIA }),
       onResponse: (_req, rep, raw): void => {
         // reply-from hands undici's response: status, headers and the body stream.
         const res = raw as unknown as { statusCode: number, headers: IncomingHttpHeaders, stream: Readable }
+        if (rep.sent) {
+          // reply-from already answered 502 (a status it could not relay): drop the origin's body.
+          res.stream.destroy()
+          return
+        }
         state.originStatus = res.statusCode
         deps.onEvent?.({ type: 'origin', route: route.name, status: res.statusCode, seconds: rep.elapsedTime / 1000 })
         const status = res.statusCode
@@ -229,6 +253,12 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
 
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/*', handler })
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/', handler })
+  // Every path is routed, so only a method no route takes (TRACE, PROPFIND, ...) ends here.
+  app.setNotFoundHandler((request, reply) => {
+    request.cg = { route: undefined, url: (request.raw.url ?? '/').split('?')[0] ?? '', outcome: 'error', cacheStatus: undefined, collapsed: false, originStatus: undefined }
+    reply.header('allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS')
+    sendError(reply, new GatewayError('CG_ERR_METHOD_NOT_ALLOWED', `The ${request.method} method is not supported`), { fwd: 'bypass' })
+  })
   if (deps.purgeMethod !== undefined) {
     // Fastify 5 routes only the methods it knows; PURGE (Varnish, Squid) must be added.
     if (!app.supportedMethods.includes('PURGE')) app.addHttpMethod('PURGE')

@@ -7,6 +7,7 @@
  * `Purger` drives the store; it knows nothing of HTTP.
  */
 import { performance } from 'node:perf_hooks'
+import { setTimeout as delay } from 'node:timers/promises'
 import { globMatcher, normalizeAbsoluteUrl, originOf, type CacheKey } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
 import type { RouteMatcher } from '../config/routes.ts'
@@ -65,6 +66,12 @@ export const PURGE_LIMITS = {
 export const PURGE_CONCURRENCY = 64
 /** Background refreshes in flight at once for one revalidate purge. */
 export const REVALIDATE_CONCURRENCY = 8
+/**
+ * Waits before the 2nd and 3rd attempt of a store call that failed (a command timeout under
+ * load, a failover). Every purge step is idempotent, so a retry is always safe; a purge is
+ * not on a client's path, so it can wait a little rather than fail half way.
+ */
+export const PURGE_RETRY_DELAYS_MS: readonly number[] = [50, 250]
 
 export type Parsed<T> = { ok: true, value: T } | { ok: false, field: string, message: string }
 
@@ -216,13 +223,26 @@ export interface PurgerOptions {
   /** Runs the refreshes of a revalidate purge in the background, awaitable by tests and shutdown. */
   background: (name: string, fn: () => Promise<unknown>) => void
   onPurge?: (event: PurgeEvent) => void
+  /** Overrides PURGE_RETRY_DELAYS_MS (tests). */
+  retryDelaysMs?: readonly number[]
 }
 
 export class Purger {
   readonly #o: PurgerOptions
+  /** The store with every call retried (see PURGE_RETRY_DELAYS_MS). */
+  readonly #store: Pick<Store, 'deleteUrl' | 'markStale' | 'urlsForTag' | 'urlsForPrefix' | 'origins'>
 
   constructor (options: PurgerOptions) {
     this.#o = options
+    const s = options.store
+    const retry = async <T>(call: () => Promise<T>): Promise<T> => await withRetries(call, options.retryDelaysMs ?? PURGE_RETRY_DELAYS_MS)
+    this.#store = {
+      deleteUrl: async (url) => await retry(async () => await s.deleteUrl(url)),
+      markStale: async (url, at) => await retry(async () => await s.markStale(url, at)),
+      urlsForTag: async (tag) => await retry(async () => await s.urlsForTag(tag)),
+      urlsForPrefix: async (origin, prefix) => await retry(async () => await s.urlsForPrefix(origin, prefix)),
+      origins: async () => await retry(async () => await s.origins())
+    }
   }
 
   /** Resolves a validated request to stored URLs and purges them. Store errors reject. */
@@ -245,7 +265,7 @@ export class Purger {
 
   /** Every stored URL a request selects (index members may name URLs already gone). */
   async resolve (request: PurgeRequest): Promise<Set<CacheKey>> {
-    const { store } = this.#o
+    const store = this.#store
     const routes = this.#o.routes()
     const out = new Set<CacheKey>()
     const addAll = (keys: readonly CacheKey[]): void => { for (const k of keys) out.add(k) }
@@ -282,7 +302,7 @@ export class Purger {
   }
 
   async #apply (urls: CacheKey[], mode: PurgeMode, kinds: PurgeKind[], started: number): Promise<PurgeResult> {
-    const { store } = this.#o
+    const store = this.#store
     const now = this.#o.clock.now()
     let purged = 0
     let marked = 0
@@ -314,6 +334,19 @@ export class Purger {
     this.#o.background('purge-revalidate', async () => {
       await forEachLimit(targets, REVALIDATE_CONCURRENCY, async (t) => { await this.#o.refresh(t.route, t.key, t.path) })
     })
+  }
+}
+
+/** Calls `call`, and again after each delay while it rejects; the last rejection is thrown. */
+async function withRetries<T> (call: () => Promise<T>, delays: readonly number[]): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call()
+    } catch (err) {
+      const wait = delays[attempt]
+      if (wait === undefined) throw err
+      await delay(wait)
+    }
   }
 }
 

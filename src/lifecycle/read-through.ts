@@ -252,7 +252,7 @@ export class ReadThrough {
 
   #staleOrError (entry: CacheEntry | undefined, directives: Directives, error: GatewayError, fwd: CacheStatus['fwd']): Answer {
     if (entry !== undefined && mayServeStaleOnError(entry, directives, this.#o.clock.now())) return this.#staleAnswer(entry, fwd)
-    return { kind: 'error', error, cacheStatus: { ...(fwd !== undefined ? { fwd } : {}), detail: error.code === 'CG_ERR_ORIGIN_TIMEOUT' ? 'origin-timeout' : 'origin-unreachable' }, outcome: 'error' }
+    return { kind: 'error', error, cacheStatus: { ...(fwd !== undefined ? { fwd } : {}), detail: error.code === 'CG_ERR_ORIGIN_TIMEOUT' ? 'origin-timeout' : error.code === 'CG_ERR_ORIGIN_BAD_RESPONSE' ? 'origin-bad-response' : 'origin-unreachable' }, outcome: 'error' }
   }
 
   #forFetch (forward: Record<string, string | string[]>): Record<string, string | string[]> {

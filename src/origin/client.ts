@@ -38,7 +38,8 @@ export function originError (err: unknown): GatewayError {
     code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
     return new GatewayError('CG_ERR_ORIGIN_TIMEOUT', undefined, { cause: err })
   }
-  if (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INFO') {
+  // undici 7's HTTPParserError (bad status line, header or chunk) carries no code.
+  if (err instanceof undiciErrors.HTTPParserError || code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INFO') {
     return new GatewayError('CG_ERR_ORIGIN_BAD_RESPONSE', undefined, { cause: err })
   }
   return new GatewayError('CG_ERR_ORIGIN_UNREACHABLE', undefined, { cause: err })
@@ -171,6 +172,12 @@ export class OriginClient {
 
   async #send (pool: Pool, options: Dispatcher.RequestOptions): Promise<OriginResponse> {
     const res = await pool.request(options)
+    // The parser takes any three digits; a status outside RFC 9110 §15 cannot be relayed.
+    if (res.statusCode < 100 || res.statusCode > 599) {
+      // undici's body errors when destroyed: a listener keeps that from being unhandled.
+      res.body.on('error', () => undefined).destroy()
+      throw new GatewayError('CG_ERR_ORIGIN_BAD_RESPONSE', `The origin answered with status ${res.statusCode}`)
+    }
     return { status: res.statusCode, headers: res.headers as Record<string, string | string[]>, body: res.body }
   }
 

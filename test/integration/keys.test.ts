@@ -101,12 +101,10 @@ function behaviours (kind: StoreKind): void {
       t.equal(origin.count(), 1)
     })
 
-    // Invalid escapes in the path are refused by fastify's router before the gateway sees them,
-    // with fastify's own FST_ERR_BAD_URL body (reported; the fix is frameworkErrors in gateway.ts).
-    t.test('invalid percent-encoding in the query is a 400 CG_ERR_BAD_REQUEST', async (t) => {
+    t.test('invalid percent-encoding is a 400 CG_ERR_BAD_REQUEST', async (t) => {
       const origin = await startOrigin(t, echo)
       const gw = await gateway(t, kind, { config: { routes: [{ origin: origin.url }] } })
-      for (const path of ['/q?x=%g1', '/q?x=%4', '/q?%zz=1']) {
+      for (const path of ['/bad%zz', '/bad%4', '/q?x=%g1', '/q?x=%4', '/q?%zz=1']) {
         const res = await rawGet(gw.url, path)
         t.equal(res.status, 400, path)
         t.match(JSON.parse(res.body), { statusCode: 400, code: 'CG_ERR_BAD_REQUEST', error: 'Bad Request', message: String })

@@ -31,7 +31,7 @@ t.test('requests are counted by route and outcome, and origin requests by route 
   await gw.get('/products/1')
   await gw.get('/products/1')
   await gw.get('/private')
-  await gw.request('/products/1', { method: 'POST', body: '{}' })
+  await gw.request('/orders', { method: 'POST', body: '{}' })
 
   const m = await scrape(gw.adminUrl)
   t.equal(m.sum('cachegate_requests_total', { route: 'products', outcome: 'miss' }), 1)

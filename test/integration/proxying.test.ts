@@ -69,6 +69,20 @@ function behaviours (kind: StoreKind): void {
       t.equal(origin.requests[0]?.method, 'GET')
     })
 
+    t.test('a HEAD on a cold key is answered without a body and stores the GET for later requests', async (t) => {
+      const origin = await startOrigin(t, json({ id: 3, name: 'Mug' }, { 'cache-control': 'max-age=60' }))
+      const gw = await gateway(t, kind, { config: { routes: [{ origin: origin.url }] } })
+      const head = await gw.request('/products/3', { method: 'HEAD' })
+      t.equal(head.status, 200)
+      t.equal(head.body, '')
+      t.equal(head.header('content-length'), String(Buffer.byteLength('{"id":3,"name":"Mug"}')))
+      await gw.settled()
+      const get = await gw.get('/products/3')
+      t.same(JSON.parse(get.body), { id: 3, name: 'Mug' })
+      t.match(get.header('cache-status'), /^cachegate; hit/)
+      t.same(origin.requests.map((r) => r.method), ['GET'], 'the origin was asked for a GET once')
+    })
+
     t.test('a request no route serves is a 404 CG_ERR_NO_ROUTE in JSON with Cache-Status', async (t) => {
       const origin = await startOrigin(t, json({ ok: true }))
       const gw = await gateway(t, kind, { config: { routes: [{ path: '/api', origin: origin.url }, { host: 'shop.example', origin: origin.url }] } })
