@@ -249,9 +249,12 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     http: { maxHeaderSize: config.limits.maxHeaderBytes, requireHostHeader: false },
     clientErrorHandler,
     // The router rejects a path with invalid percent-encoding before any route runs.
-    frameworkErrors: (err, _request, reply) => {
+    frameworkErrors: (err, request, reply) => {
       const message = err.code === 'FST_ERR_BAD_URL' ? 'The request URL is malformed: the path does not percent-decode to UTF-8' : undefined
       sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', message), { fwd: 'bypass' })
+      // No route ran, so no hook logs this request: its outcome is reported here.
+      const sent = reply.getHeader('cache-status')
+      onOutcome({ route: undefined, method: request.method, url: (request.raw.url ?? '').split('?')[0] ?? '', outcome: 'error', status: 400, cacheStatus: typeof sent === 'string' ? sent : undefined, originStatus: undefined, collapsed: false, durationMs: 0 })
     },
     routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: config.limits.maxUrlLength }
   })
@@ -268,6 +271,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     clock,
     routes: () => routes,
     ...(announce !== undefined ? { announce } : {}),
+    ...(tiered !== undefined ? { bulk: async (apply) => { await tiered.bulk(apply) } } : {}),
     refresh: async (route, key, path) => await readThrough.refresh(route, key, path),
     background: (name, fn) => tasks.run(name, fn),
     onPurge: (e) => {

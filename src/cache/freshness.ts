@@ -60,6 +60,8 @@ export interface FreshnessPolicy {
   /** Route defaults for the stale windows (ms), used where the origin sent none. */
   staleWhileRevalidate: number
   staleIfError: number
+  /** Extra retention (ms) for entries with a validator, for conditional revalidation. */
+  keep?: number
 }
 
 export interface Freshness {
@@ -145,6 +147,8 @@ export function currentAge (entry: Pick<CacheEntry, 'initialAge' | 'responseTime
 }
 
 /** How long the store keeps an entry: freshness plus both stale windows (RFC 5861). */
-export function retention (entry: Pick<CacheEntry, 'freshness' | 'staleWhileRevalidate' | 'staleIfError' | 'initialAge'>): number {
-  return Math.max(0, entry.freshness - entry.initialAge) + Math.max(entry.staleWhileRevalidate, entry.staleIfError)
+export function retention (entry: Pick<CacheEntry, 'freshness' | 'staleWhileRevalidate' | 'staleIfError' | 'initialAge' | 'headers'>, keep = 0): number {
+  // A route's `keep` holds entries with a validator a little longer, for conditional revalidation.
+  const validated = entry.headers.etag !== undefined || entry.headers['last-modified'] !== undefined
+  return Math.max(0, entry.freshness - entry.initialAge) + Math.max(entry.staleWhileRevalidate, entry.staleIfError) + (validated ? keep : 0)
 }

@@ -70,7 +70,7 @@ export function prepareEntry (answer: OriginAnswer, policy: EntryPolicy): Prepar
     noCache: directives.get('no-cache') === true,
     invalidatedAt: 0
   }
-  const ttlMs = retention(meta)
+  const ttlMs = retention(meta, policy.keep ?? 0)
   if (ttlMs <= 0) return { storable: false, detail: 'stale-on-arrival' }
   return { storable: true, meta, varyNames: vary, freshness, ttlMs }
 }

@@ -466,6 +466,7 @@ function buildRoute (route: RouteFile, index: number): RouteConfig {
     },
     staleWhileRevalidate: ms(filled.staleWhileRevalidate),
     staleIfError: ms(filled.staleIfError),
+    keep: ms(filled.keep),
     downstreamCacheControl: filled.downstreamCacheControl,
     keepTagHeaders: toFlag(filled.keepTagHeaders),
     storeContentTypes: filled.storeContentTypes.map((type) => type.toLowerCase()),

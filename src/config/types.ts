@@ -42,6 +42,11 @@ export interface RouteConfig {
   /** RFC 5861 windows (ms) used where the origin sent none. */
   staleWhileRevalidate: number
   staleIfError: number
+  /**
+   * Extra time (ms) an entry that has a validator (ETag or Last-Modified) is kept after its
+   * stale windows, so it can still be revalidated with a conditional request (Varnish's keep).
+   */
+  keep: number
   /** Cache-Control emitted downstream instead of the origin's; undefined: origin's unchanged. */
   downstreamCacheControl: string | undefined
   /** Keep Surrogate-Key / Cache-Tag headers on responses sent downstream. */

@@ -154,7 +154,8 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
           ? new GatewayError('CG_ERR_BODY_TOO_LARGE')
           : (err as { statusCode?: number }).statusCode !== undefined && ((err as { statusCode: number }).statusCode < 500)
               ? new GatewayError('CG_ERR_BAD_REQUEST', (err as Error).message)
-              : undefined
+              // A passed-through body that failed before anything was flushed: the origin's fault.
+              : request.cg?.originStatus !== undefined ? originError(err) : undefined
     if (gatewayError === undefined) deps.onError(err, 'request')
     if (request.cg !== undefined) request.cg.outcome = 'error'
     sendError(reply, gatewayError ?? new GatewayError('CG_ERR_INTERNAL'))

@@ -13,6 +13,7 @@ import type { Clock } from '../clock.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { RouteConfig } from '../config/types.ts'
 import type { Store } from '../store/store.ts'
+import { CLEAR_ALL } from '../store/tiered.ts'
 import type { Bus } from './bus.ts'
 
 export type PurgeMode = 'soft' | 'hard' | 'revalidate'
@@ -204,10 +205,25 @@ export async function forEachLimit<T> (items: readonly T[], limit: number, fn: (
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
 }
 
-/** Publishes each URL on the invalidation channel (every instance drops its L1 copy). */
+/**
+ * Above this many URLs a purge is announced with one `*` message (every instance drops its
+ * whole L1) instead of one message per URL: a tag purge of 100,000 entries would otherwise
+ * send 100,000 messages to every instance. The L1 is small and short-lived; refilling it
+ * costs one Redis read per hot key.
+ */
+export const BULK_PURGE_URLS = 1000
+
+/** Publishes each URL on the invalidation channel (every instance drops its L1 copy); `*` for a bulk purge. */
 export async function announceInvalidations (bus: Bus, channel: string, urls: readonly CacheKey[]): Promise<void> {
+  if (urls.length > BULK_PURGE_URLS) {
+    await bus.publish(channel, CLEAR_ALL)
+    return
+  }
   await forEachLimit(urls, PURGE_CONCURRENCY, async (url) => await bus.publish(channel, url))
 }
+
+/** The store calls that change entries. */
+export type PurgeTarget = Pick<Store, 'deleteUrl' | 'markStale'>
 
 export interface PurgerOptions {
   store: Store
@@ -218,6 +234,12 @@ export interface PurgerOptions {
    * changes (TieredStore), so a purge is not announced twice.
    */
   announce?: (urls: readonly CacheKey[]) => Promise<void>
+  /**
+   * For purges of more than BULK_PURGE_URLS URLs when the store announces its own changes
+   * (TieredStore.bulk): runs `apply` against a target whose changes are not announced one by
+   * one, then announces them all at once.
+   */
+  bulk?: (apply: (target: PurgeTarget) => Promise<void>) => Promise<void>
   /** Fetches a URL afresh in the background (ReadThrough.refresh); resolves when done. */
   refresh: (route: RouteConfig, key: CacheKey, path: string) => Promise<unknown>
   /** Runs the refreshes of a revalidate purge in the background, awaitable by tests and shutdown. */
@@ -229,20 +251,22 @@ export interface PurgerOptions {
 
 export class Purger {
   readonly #o: PurgerOptions
-  /** The store with every call retried (see PURGE_RETRY_DELAYS_MS). */
-  readonly #store: Pick<Store, 'deleteUrl' | 'markStale' | 'urlsForTag' | 'urlsForPrefix' | 'origins'>
+  /** The store's index reads, retried (see PURGE_RETRY_DELAYS_MS); changes are retried in #apply. */
+  readonly #store: Pick<Store, 'urlsForTag' | 'urlsForPrefix' | 'origins'>
 
   constructor (options: PurgerOptions) {
     this.#o = options
     const s = options.store
-    const retry = async <T>(call: () => Promise<T>): Promise<T> => await withRetries(call, options.retryDelaysMs ?? PURGE_RETRY_DELAYS_MS)
+    const retry = async <T>(call: () => Promise<T>): Promise<T> => await this.#retry(call)
     this.#store = {
-      deleteUrl: async (url) => await retry(async () => await s.deleteUrl(url)),
-      markStale: async (url, at) => await retry(async () => await s.markStale(url, at)),
       urlsForTag: async (tag) => await retry(async () => await s.urlsForTag(tag)),
       urlsForPrefix: async (origin, prefix) => await retry(async () => await s.urlsForPrefix(origin, prefix)),
       origins: async () => await retry(async () => await s.origins())
     }
+  }
+
+  async #retry<T> (call: () => Promise<T>): Promise<T> {
+    return await withRetries(call, this.#o.retryDelaysMs ?? PURGE_RETRY_DELAYS_MS)
   }
 
   /** Resolves a validated request to stored URLs and purges them. Store errors reject. */
@@ -302,21 +326,27 @@ export class Purger {
   }
 
   async #apply (urls: CacheKey[], mode: PurgeMode, kinds: PurgeKind[], started: number): Promise<PurgeResult> {
-    const store = this.#store
     const now = this.#o.clock.now()
     let purged = 0
     let marked = 0
     const found: CacheKey[] = []
-    await forEachLimit(urls, PURGE_CONCURRENCY, async (url) => {
-      if (mode === 'hard') {
-        const n = await store.deleteUrl(url)
-        purged += n
-      } else {
-        const n = await store.markStale(url, now)
-        marked += n
-        if (n > 0) found.push(url)
-      }
-    })
+    const run = async (target: PurgeTarget): Promise<void> => {
+      await forEachLimit(urls, PURGE_CONCURRENCY, async (url) => {
+        if (mode === 'hard') {
+          const n = await this.#retry(async () => await target.deleteUrl(url))
+          purged += n
+        } else {
+          const n = await this.#retry(async () => await target.markStale(url, now))
+          marked += n
+          if (n > 0) found.push(url)
+        }
+      })
+    }
+    if (this.#o.bulk !== undefined && urls.length > BULK_PURGE_URLS) {
+      await this.#o.bulk(run)
+    } else {
+      await run(this.#o.store)
+    }
     if (this.#o.announce !== undefined) await this.#o.announce(urls)
     if (mode === 'revalidate' && found.length > 0) this.#revalidate(found)
     const result: PurgeResult = { purged, marked, mode, durationMs: Math.round((performance.now() - started) * 100) / 100 }

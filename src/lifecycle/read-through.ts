@@ -183,7 +183,7 @@ export class ReadThrough {
     // Never answer with a response stored for another URL or another variant.
     if (entry !== null && (entry.url !== req.key || !sameVariant(entry.vary, values))) entry = null
     // Past freshness and both stale windows an entry is gone, whatever the store's own TTL says.
-    if (entry !== null && this.#o.clock.now() > entry.responseTime + retention(entry)) entry = null
+    if (entry !== null && this.#o.clock.now() > entry.responseTime + retention(entry, route.keep)) entry = null
     return { entry, vary: lookup.vary, variant, values, storeDetail: undefined }
   }
 
@@ -280,13 +280,13 @@ export class ReadThrough {
       return entry
     }
     const next: CacheEntry = { ...prepared.meta, body: entry.body, vary: entry.vary }
-    await this.#put(req.key, found.variant ?? NO_VARIANT, next)
+    await this.#put(req.key, found.variant ?? NO_VARIANT, next, req.route.keep)
     return next
   }
 
   /** Stores an entry; a failed write is reported and dropped, never retried in the request path. */
-  async #put (url: CacheKey, variant: VariantId, entry: CacheEntry): Promise<boolean> {
-    const ttlMs = Math.max(1, Math.ceil(retention(entry)))
+  async #put (url: CacheKey, variant: VariantId, entry: CacheEntry, keep: number): Promise<boolean> {
+    const ttlMs = Math.max(1, Math.ceil(retention(entry, keep)))
     try {
       await this.#o.store.put(url, variant, entry, { ttlMs, maxVariants: this.#o.cache.maxVariants })
       return true
@@ -546,7 +546,7 @@ export class ReadThrough {
       const meta = jitter > 0 ? { ...prepared.meta, freshness: Math.floor(prepared.meta.freshness * (1 - this.#random() * jitter / 100)) } : prepared.meta
       const stored = (async () => {
         const end = await flight.end
-        const put = end.complete && end.body !== undefined && await this.#put(req.key, variantId(values), { ...meta, body: end.body, vary: values })
+        const put = end.complete && end.body !== undefined && await this.#put(req.key, variantId(values), { ...meta, body: end.body, vary: values }, req.route.keep)
         if (!put) {
           const why = !end.complete ? 'body-incomplete' : end.body === undefined ? 'too-large' : 'store-failed'
           this.#decisions.record(req.key, { ...decision, stored: false, detail: why }, values)

@@ -13,7 +13,8 @@
  *   read that saw L2 before a purge could put the old entry back after the purge's message.
  * - A lost subscriber connection may have lost messages: L1 is cleared when it reconnects.
  *   While it is down, l1MaxTtl bounds how long a copy purged elsewhere can still be served.
- * - Message `*` clears L1 entirely (for tools; the gateway publishes URLs).
+ * - Message `*` clears L1 entirely: `bulk()` sends it once for a large purge instead of one
+ *   message per URL.
  *
  * Indexes (urlsForTag, urlsForPrefix, origins) are read from L2: every L1 copy is in L2.
  */
@@ -64,6 +65,7 @@ export interface TieredStoreStats {
 /** An L2 read in flight; `valid` turns false when its URL is invalidated meanwhile. */
 interface Ticket { valid: boolean }
 
+/** The invalidation message that drops every L1 copy (a bulk purge). */
 export const CLEAR_ALL = '*'
 
 export class TieredStore implements Store {
@@ -152,6 +154,23 @@ export class TieredStore implements Store {
 
   async markStale (url: CacheKey, at: number): Promise<number> {
     return await this.#change(url, async () => await this.#o.l2.markStale(url, at))
+  }
+
+  /**
+   * A large purge: `apply` changes L2 directly (no message per URL), then every instance is
+   * told once to drop its whole L1 (`*`). Local copies go before and after. Until the message
+   * arrives, other instances may serve copies of entries already purged, at most for the
+   * purge's duration and never beyond l1MaxTtl. A failed publish rejects: the caller should
+   * report the purge as failed, since other instances were not told.
+   */
+  async bulk<T> (apply: (l2: Pick<Store, 'deleteUrl' | 'markStale'>) => Promise<T>): Promise<T> {
+    this.clear()
+    try {
+      return await apply(this.#o.l2)
+    } finally {
+      this.clear()
+      await this.#o.bus.publish(this.#o.channel, CLEAR_ALL)
+    }
   }
 
   async urlsForTag (tag: string): Promise<CacheKey[]> {

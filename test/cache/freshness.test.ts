@@ -151,13 +151,18 @@ t.test('currentAge adds resident time (RFC 9111 §4.2.3)', async (t) => {
 })
 
 t.test('retention keeps an entry for its remaining freshness and the longer stale window', async (t) => {
-  const rows: Array<[string, { freshness: number, initialAge: number, staleWhileRevalidate: number, staleIfError: number }, number]> = [
-    ['fresh for 60 s, no windows', { freshness: 60 * S, initialAge: 0, staleWhileRevalidate: 0, staleIfError: 0 }, 60 * S],
-    ['§4.2.3 the initial age is already spent', { freshness: 60 * S, initialAge: 20 * S, staleWhileRevalidate: 0, staleIfError: 0 }, 40 * S],
-    ['RFC 5861 the longer window counts (stale-if-error)', { freshness: 60 * S, initialAge: 0, staleWhileRevalidate: 10 * S, staleIfError: 300 * S }, 360 * S],
-    ['RFC 5861 the longer window counts (stale-while-revalidate)', { freshness: 60 * S, initialAge: 0, staleWhileRevalidate: 30 * S, staleIfError: 10 * S }, 90 * S],
-    ['stale on arrival keeps only the window', { freshness: 10 * S, initialAge: 20 * S, staleWhileRevalidate: 30 * S, staleIfError: 0 }, 30 * S],
-    ['stale on arrival without windows is 0', { freshness: 10 * S, initialAge: 20 * S, staleWhileRevalidate: 0, staleIfError: 0 }, 0]
+  const rows: Array<[string, { freshness: number, initialAge: number, staleWhileRevalidate: number, staleIfError: number, headers: Record<string, string> }, number]> = [
+    ['fresh for 60 s, no windows', { freshness: 60 * S, initialAge: 0, staleWhileRevalidate: 0, staleIfError: 0, headers: {} }, 60 * S],
+    ['§4.2.3 the initial age is already spent', { freshness: 60 * S, initialAge: 20 * S, staleWhileRevalidate: 0, staleIfError: 0, headers: {} }, 40 * S],
+    ['RFC 5861 the longer window counts (stale-if-error)', { freshness: 60 * S, initialAge: 0, staleWhileRevalidate: 10 * S, staleIfError: 300 * S, headers: {} }, 360 * S],
+    ['RFC 5861 the longer window counts (stale-while-revalidate)', { freshness: 60 * S, initialAge: 0, staleWhileRevalidate: 30 * S, staleIfError: 10 * S, headers: {} }, 90 * S],
+    ['stale on arrival keeps only the window', { freshness: 10 * S, initialAge: 20 * S, staleWhileRevalidate: 30 * S, staleIfError: 0, headers: {} }, 30 * S],
+    ['stale on arrival without windows is 0', { freshness: 10 * S, initialAge: 20 * S, staleWhileRevalidate: 0, staleIfError: 0, headers: {} }, 0]
   ]
   for (const [name, entry, expected] of rows) t.equal(retention(entry), expected, name)
+  // A route's keep holds entries with a validator longer, for conditional revalidation.
+  const base = { freshness: 60 * S, initialAge: 0, staleWhileRevalidate: 0, staleIfError: 30 * S }
+  t.equal(retention({ ...base, headers: { etag: '"a"' } }, 600 * S), 690 * S, 'keep applies to an entry with an ETag')
+  t.equal(retention({ ...base, headers: { 'last-modified': 'Sun, 01 Nov 2026 00:00:00 GMT' } }, 600 * S), 690 * S, 'keep applies to an entry with Last-Modified')
+  t.equal(retention({ ...base, headers: {} }, 600 * S), 90 * S, 'keep does not apply without a validator')
 })

@@ -14,6 +14,7 @@ function route (name: string, host: string | undefined, path: string): RouteConf
     key: { ignoreQuery: [], headers: [], cookies: [] },
     staleWhileRevalidate: 0,
     staleIfError: 0,
+    keep: 0,
     downstreamCacheControl: undefined,
     keepTagHeaders: false,
     storeContentTypes: [],

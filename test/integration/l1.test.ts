@@ -9,6 +9,8 @@ import { TieredStore } from '../../src/store/tiered.ts'
 import { withGateway, type GatewayHandle } from '../helpers/gateway.ts'
 import { startOrigin, type Origin } from '../helpers/origin.ts'
 import { startRedis } from '../helpers/redis.ts'
+import type { CacheKey, VariantId } from '../../src/cache/key.ts'
+import { BULK_PURGE_URLS } from '../../src/invalidation/purge.ts'
 import { catalog, get, isHit, purge, SHOP, TOKEN } from './purge-helpers.ts'
 
 const redis = await startRedis(t)
@@ -115,4 +117,37 @@ t.test('an L1 copy lives at most l1MaxTtl, then the next read goes to Redis agai
   const reads = tiered(p.b).stats().l2Reads
   t.ok(isHit(await get(p.b, SHOP, '/products/1')), 'still a hit (fresh for 60 s)')
   t.equal(tiered(p.b).stats().l2Reads, reads + 1, 'read from Redis: the L1 copy had expired')
+})
+
+t.test('a bulk purge (more than BULK_PURGE_URLS entries) on A also drops B\'s L1 copies', async (t) => {
+  const p = await pair(t)
+  await warm(t, p, '/products/1')
+  // Entries written straight through A's store, as the gateway would store them.
+  const now = p.clock.now()
+  for (let i = 0; i < BULK_PURGE_URLS + 10; i++) {
+    const url = `http://${SHOP}/bulk/${i}` as CacheKey
+    await p.a.gateway.store.put(url, '' as VariantId, {
+      url,
+      status: 200,
+      headers: { 'content-type': 'text/plain' },
+      body: Buffer.from(`bulk ${i}`),
+      requestTime: now,
+      responseTime: now,
+      initialAge: 0,
+      freshness: 60_000,
+      staleWhileRevalidate: 0,
+      staleIfError: 0,
+      vary: {},
+      tags: ['bulk', 'products'],
+      mustRevalidate: false,
+      noCache: false,
+      invalidatedAt: 0
+    }, { ttlMs: 60_000, maxVariants: 8 })
+  }
+  t.ok(isHit(await get(p.b, SHOP, '/bulk/3')))
+  t.ok(isHit(await get(p.b, SHOP, '/bulk/3')))
+  const res = await purge(p.a, { tags: ['products'] })
+  t.match(res.body, { purged: BULK_PURGE_URLS + 11 })
+  t.match((await get(p.b, SHOP, '/products/1')).header('cache-status'), /fwd=uri-miss/, 'B misses the product')
+  t.match((await get(p.b, SHOP, '/bulk/3')).header('cache-status'), /fwd=uri-miss/, 'and a bulk entry')
 })

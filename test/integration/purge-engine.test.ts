@@ -8,7 +8,9 @@ import { ManualClock } from '../../src/clock.ts'
 import { parseConfig } from '../../src/config/load.ts'
 import { compileRoutes } from '../../src/config/routes.ts'
 import type { RouteConfig } from '../../src/config/types.ts'
-import { parsePurgeRequest, Purger, purgeCounts, type PurgeRequest } from '../../src/invalidation/purge.ts'
+import { LocalBus } from '../../src/invalidation/bus.ts'
+import { announceInvalidations, BULK_PURGE_URLS, parsePurgeRequest, Purger, purgeCounts, type PurgeRequest, type PurgeTarget } from '../../src/invalidation/purge.ts'
+import { addressAllowed } from '../../src/http/admin-purge.ts'
 import { MemoryStore } from '../../src/store/memory.ts'
 import type { Store } from '../../src/store/store.ts'
 import { key, makeEntry, PUT, variant } from '../store/contract.ts'
@@ -164,4 +166,54 @@ t.test('revalidate refreshes only URLs that had an entry, on routes that cache',
 t.test('metrics: one purge per kind named, its entries counted once', async (t) => {
   t.strictSame(purgeCounts({ kinds: ['url', 'tag'], purged: 3, marked: 1, mode: 'hard', durationMs: 1, urls: 4 }), [['url', 4], ['tag', 0]])
   t.strictSame(purgeCounts({ kinds: ['method'], purged: 1, marked: 0, mode: 'hard', durationMs: 1, urls: 1 }), [['url', 1]])
+})
+
+t.test('announcements: one message per URL, or one "*" above BULK_PURGE_URLS', async (t) => {
+  const bus = new LocalBus()
+  const seen: string[] = []
+  await bus.subscribe('cg:inval', (m) => seen.push(m))
+  await announceInvalidations(bus, 'cg:inval', [key('http://a.example/1'), key('http://a.example/2')])
+  t.strictSame(seen, ['http://a.example/1', 'http://a.example/2'])
+  seen.splice(0)
+  await announceInvalidations(bus, 'cg:inval', Array.from({ length: BULK_PURGE_URLS + 1 }, (_, i) => key(`http://a.example/${i}`)))
+  t.strictSame(seen, ['*'])
+})
+
+t.test('a purge of more than BULK_PURGE_URLS URLs goes through the bulk hook when there is one', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryStore({ maxBytes: 100_000_000, clock })
+  for (let i = 0; i <= BULK_PURGE_URLS; i++) await put(store, `http://a.example/${i}`, ['many'])
+  await put(store, 'http://a.example/few', ['few'])
+  const bulks: number[] = []
+  const purger = new Purger({
+    store,
+    clock,
+    routes: () => routes,
+    refresh: async () => undefined,
+    background: () => undefined,
+    bulk: async (apply) => {
+      let calls = 0
+      const target: PurgeTarget = { deleteUrl: async (u) => { calls++; return await store.deleteUrl(u) }, markStale: async (u, at) => await store.markStale(u, at) }
+      await apply(target)
+      bulks.push(calls)
+    }
+  })
+  t.match(await purger.purge({ ...REQ, tags: ['few'] }), { purged: 1 })
+  t.strictSame(bulks, [], 'a small purge goes through the store')
+  t.match(await purger.purge({ ...REQ, tags: ['many'] }), { purged: BULK_PURGE_URLS + 1 })
+  t.strictSame(bulks, [BULK_PURGE_URLS + 1], 'a large one through the bulk hook')
+})
+
+t.test('PURGE method allow list: exact addresses, IPv4-mapped IPv6 counts as IPv4', async (t) => {
+  const rows: Array<[string[], string, boolean]> = [
+    [['127.0.0.1', '::1'], '127.0.0.1', true],
+    [['127.0.0.1', '::1'], '::ffff:127.0.0.1', true],
+    [['127.0.0.1', '::1'], '::1', true],
+    [['127.0.0.1', '::1'], '0:0:0:0:0:0:0:1', true],
+    [['127.0.0.1', '::1'], '127.0.0.2', false],
+    [['10.0.0.1'], '10.0.0.10', false],
+    [[], '127.0.0.1', false],
+    [['127.0.0.1'], 'not an address', false]
+  ]
+  for (const [allow, ip, expected] of rows) t.equal(addressAllowed(allow, ip), expected, `${ip} in [${allow.join(', ')}]`)
 })

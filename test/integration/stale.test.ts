@@ -97,6 +97,26 @@ for (const kind of ['memory', 'redis'] as const) {
       t.equal(origin.count(), 3)
     })
 
+    t.test('a route keep window holds an entry with an ETag past its freshness so a 304 revalidates it', async (t) => {
+      const { origin, gw } = await setup(t, (req, res) => {
+        if (req.headers['if-none-match'] === '"k1"') {
+          res.writeHead(304, { etag: '"k1"', 'cache-control': 'max-age=10' })
+          res.end()
+          return
+        }
+        send(res, 'kept body', { etag: '"k1"', 'cache-control': 'max-age=10' })
+      }, { keep: '10m' })
+      await gw.get('/p')
+      await gw.settled()
+      gw.clock.advance(5 * 60_000)
+      const r = await gw.get('/p')
+      t.equal(r.body, 'kept body')
+      t.equal(r.header('cache-status'), 'cachegate; fwd=stale; fwd-status=304; stored', 'revalidated with a conditional request')
+      t.equal(origin.requests[1]?.headers['if-none-match'], '"k1"')
+      await gw.settled()
+      t.match((await gw.get('/p')).header('cache-status'), /^cachegate; hit; ttl=10$/, 'fresh again without refetching the body')
+    })
+
     t.test('the route staleWhileRevalidate default applies when the origin sends none', async (t) => {
       const { gw } = await setup(t, (_req, res, n) => send(res, `v${n}`, { 'cache-control': 'max-age=10' }), { staleWhileRevalidate: '30s' })
       await gw.get('/p')

@@ -258,3 +258,23 @@ t.test('a reconnect clears L1: messages may have been lost (Redis restarted)', a
   await back
   t.match(tiered.stats(), { entries: 0, clears: 1 }, 'L1 was cleared when the subscriber came back')
 })
+
+t.test('bulk: L2 changes are not announced one by one; one "*" drops every copy everywhere', async (t) => {
+  const bus = new LocalBus()
+  const a = await started(t, { bus })
+  const clock = a.clock
+  const b = await started(t, { bus, clock, l2: a.l2 })
+  await a.tiered.put(A, NO_VARY, makeEntry(A), PUT)
+  await a.tiered.put(B, NO_VARY, makeEntry(B), PUT)
+  for (const h of [a, b]) {
+    await h.tiered.lookup(A)
+    await h.tiered.lookup(B)
+  }
+  a.published.splice(0)
+  const n = await a.tiered.bulk(async (l2) => (await l2.deleteUrl(A)) + (await l2.deleteUrl(B)))
+  t.equal(n, 2)
+  t.strictSame(a.published, [CLEAR_ALL], 'one message')
+  t.match(b.tiered.stats(), { entries: 0, clears: 1 }, 'the other instance dropped its copies')
+  t.equal((await b.tiered.lookup(A)).entry, null)
+  t.equal(a.tiered.stats().entries, 0)
+})
