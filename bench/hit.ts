@@ -5,7 +5,9 @@
  *   bare node:http  - answers the bytes and fields cachegate sends on a hit (the baseline)
  *   bare Fastify    - the same from one Fastify route (what the framework costs)
  *   cachegate/memory - primed, every request a hit from the memory store
- *   cachegate/redis  - primed, every request a hit from Redis (one MGET per request)
+ *   cachegate/redis  - primed, every request a hit from Redis (one MGET per request), with
+ *                      cachegate's defaults and (unless BENCH_REDIS_COMMAND_TIMEOUT is set)
+ *                      again with a 1 s command timeout, the Redis hit path without timeouts
  *
  * A run counts only if every response was a hit: no non-2xx, no errors, the origin received
  * no request during it, and a sampled request before and after says `Cache-Status: …; hit`.

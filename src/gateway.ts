@@ -193,7 +193,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
   const inner = backend.store
   const metrics = new GatewayMetrics({
     ...(inner instanceof MemoryStore ? { storeStats: () => inner.stats() } : {}),
-    ...(redisClient !== undefined ? { redisUp: () => redisClient.status === 'ready' } : {})
+    ...(redisClient !== undefined ? { redisUp: () => health.redisUp } : {})
   })
   // L1 in front of Redis when a route asks for it (cache.l1MaxBytes, cache.l1MaxTtl; route.l1).
   const invalChannel = `${backend.prefix}inval`

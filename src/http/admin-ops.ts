@@ -31,7 +31,7 @@ const AT_NEXT_START: ReadonlyArray<[string, (c: GatewayConfig) => unknown]> = [
   ['admin.port', (c) => c.admin.port],
   ['redis', (c) => c.redis],
   ['cache', (c) => c.cache],
-  ['limits', (c) => c.limits],
+  ['limits.maxHeaderBytes', (c) => c.limits.maxHeaderBytes],
   ['shutdownTimeout', (c) => c.shutdownTimeout]
 ]
 

@@ -11,8 +11,12 @@ import type { Clock } from '../clock.ts'
 export type LockPurpose = 'fill' | 'refresh'
 
 export interface Locks {
-  /** Takes the lock when free and returns its token; null when someone else holds it. */
-  acquire(url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number): Promise<string | null>
+  /**
+   * Takes the lock when free and returns its token; null when someone else holds it. The
+   * caller may choose the token, so that after an error (the lock may or may not have been
+   * taken) it can still release it.
+   */
+  acquire(url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number, token?: string): Promise<string | null>
   /** Releases the lock only if `token` still owns it. */
   release(url: CacheKey, purpose: LockPurpose, variant: string, token: string): Promise<boolean>
   /** Is the lock held by anyone right now? */
@@ -31,12 +35,11 @@ export class LocalLocks implements Locks {
     this.#clock = clock
   }
 
-  async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number): Promise<string | null> {
+  async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number, token = newToken()): Promise<string | null> {
     const name = `${purpose}\n${url}\n${variant}`
     const now = this.#clock.now()
     const current = this.#held.get(name)
     if (current !== undefined && current.until > now) return null
-    const token = newToken()
     this.#held.set(name, { token, until: now + ttlMs })
     return token
   }

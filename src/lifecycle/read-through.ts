@@ -25,7 +25,7 @@ import { isStoreBypassed } from '../store/breaker.ts'
 import { Coalescer, Flight, type FlightHead } from './coalesce.ts'
 import { DecisionLog } from './explain.ts'
 import type { Tasks } from './tasks.ts'
-import type { Locks } from './lock.ts'
+import { newToken, type Locks } from './lock.ts'
 import type { Bus } from '../invalidation/bus.ts'
 import { refreshAheadDue } from '../cache/policy.ts'
 
@@ -79,6 +79,9 @@ export type LifecycleEvent =
 /** How a miss learnt who fetches: this instance leads (token when a lock was taken), or another instance filled it. */
 type Gate = { kind: 'lead', token: string | undefined } | { kind: 'filled', stored: boolean | undefined }
 
+/** What a fill message says: stored; uncacheable (waiters fetch alone, hit-for-miss); failed (look again, fetch if needed). */
+type FillResult = 'stored' | 'uncacheable' | 'failed'
+
 interface Found {
   entry: CacheEntry | null
   vary: readonly string[] | null
@@ -121,7 +124,8 @@ export class ReadThrough {
       const waiters = this.#fillWaiters.get(parsed.k)
       if (waiters === undefined) return
       this.#fillWaiters.delete(parsed.k)
-      for (const w of waiters) w(parsed.s === true)
+      const stored = parsed.s === 'stored' ? true : parsed.s === 'uncacheable' ? false : undefined
+      for (const w of waiters) w(stored)
     })
     await this.#subscribed
   }
@@ -435,6 +439,10 @@ export class ReadThrough {
           } else {
             const served = await this.#servedAfterFill(req, directives)
             if (served !== undefined) return served
+            // Nothing to serve: the first waiter here fetches, the others join its flight.
+            const again = this.#coalescer.get(flightKey)
+            const rejoined = again !== undefined ? await this.#join(req, again) : undefined
+            if (rejoined !== undefined) return rejoined
           }
         }
       }
@@ -456,12 +464,12 @@ export class ReadThrough {
     if (!alone) this.#coalescer.start(flightKey, () => flight)
 
     // The fill lock is released, and waiters elsewhere told, once the store write is done.
-    let settleFill: ((stored: Promise<boolean>) => void) | undefined
+    let settleFill: ((result: Promise<FillResult>) => void) | undefined
     if (token !== undefined) {
       const held = token
-      const outcome = new Promise<Promise<boolean>>((resolve) => { settleFill = resolve })
+      const outcome = new Promise<Promise<FillResult>>((resolve) => { settleFill = resolve })
       this.#o.tasks.run('fill', async () => {
-        let stored = false
+        let stored: FillResult = 'failed'
         try {
           stored = await (await outcome)
         } finally {
@@ -471,9 +479,9 @@ export class ReadThrough {
       })
     }
     try {
-      return await this.#lead(req, directives, found, status, flight, body, flightKey, now, stale, (stored) => settleFill?.(stored))
+      return await this.#lead(req, directives, found, status, flight, body, flightKey, now, stale, (result) => settleFill?.(result))
     } finally {
-      settleFill?.(Promise.resolve(false))
+      settleFill?.(Promise.resolve('failed'))
     }
   }
 
@@ -488,7 +496,7 @@ export class ReadThrough {
     flightKey: string,
     now: number,
     stale: CacheEntry | undefined,
-    storing: (stored: Promise<boolean>) => void
+    storing: (result: Promise<FillResult>) => void
   ): Promise<Answer> {
     let head: FlightHead
     try {
@@ -537,6 +545,7 @@ export class ReadThrough {
       // next burst does not queue behind a fetch that cannot be shared (hit-for-miss).
       flight.shareable = false
       this.#coalescer.forget(flightKey, flight)
+      storing(Promise.resolve(detail === 'too-large' ? 'failed' : 'uncacheable'))
       if (detail !== 'too-large' && this.#o.cache.hitForMiss > 0) this.#uncacheable.set(req.key, now + this.#o.cache.hitForMiss)
       if (stale !== undefined && (detail !== 'too-large')) await this.#deleteVariant(req.key, found.variant ?? variantId(values))
     } else if (prepared.storable && status.detail !== 'store-bypassed') {
@@ -553,7 +562,7 @@ export class ReadThrough {
         }
         return put
       })()
-      storing(stored)
+      storing(stored.then((ok): FillResult => (ok ? 'stored' : 'failed')))
       this.#o.tasks.run('store', async () => await stored)
       flight.stored = true
     }
@@ -587,13 +596,15 @@ export class ReadThrough {
   /** Who fetches this key: this instance (when it takes the fill lock) or another one it waits for. */
   async #gate (req: CacheRequest, flightKey: string, lockVariant: string): Promise<Gate> {
     if (this.#o.cache.coalesceWait <= 0) return { kind: 'lead', token: undefined }
+    const mine = newToken()
     let token: string | null
     try {
-      token = await this.#o.locks.acquire(req.key, 'fill', lockVariant, this.#o.cache.coalesceWait)
+      token = await this.#o.locks.acquire(req.key, 'fill', lockVariant, this.#o.cache.coalesceWait, mine)
     } catch (err) {
-      // No coordination without the store: coalesce inside this instance only.
+      // The lock may or may not have been taken (a timed-out reply): lead, and release and
+      // announce with our token afterwards, so nobody elsewhere waits out the lock's TTL.
       this.#o.onStoreError('lock', err)
-      return { kind: 'lead', token: undefined }
+      return { kind: 'lead', token: mine }
     }
     if (token !== null) return { kind: 'lead', token }
     return { kind: 'filled', stored: await this.#waitForFill(req, flightKey, lockVariant) }
@@ -613,15 +624,21 @@ export class ReadThrough {
       const set = waiters
       const finish = (stored: boolean | undefined): void => {
         clearTimeout(timer)
+        clearInterval(poll)
         set.delete(finish)
         if (set.size === 0 && this.#fillWaiters.get(flightKey) === set) this.#fillWaiters.delete(flightKey)
         resolve(stored)
       }
       const timer = setTimeout(() => finish(undefined), this.#o.cache.coalesceWait)
       set.add(finish)
-      // The fill may have ended between the failed acquire and now: if the lock is gone, look
-      // again. If the check itself fails, keep waiting for the message or the deadline.
-      this.#o.locks.held(req.key, 'fill', lockVariant).then((held) => { if (!held) finish(true) }, () => undefined)
+      // The fill may have ended before we listened, or its message may be lost (pub/sub is
+      // at-most-once): while waiting, check now and then whether the lock is gone, and if so
+      // look again. A failed check just keeps waiting for the message or the deadline.
+      const check = (): void => {
+        this.#o.locks.held(req.key, 'fill', lockVariant).then((held) => { if (!held) finish(true) }, () => undefined)
+      }
+      const poll = setInterval(check, Math.max(20, Math.min(250, this.#o.cache.coalesceWait / 10)))
+      check()
     })
   }
 

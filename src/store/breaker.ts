@@ -290,8 +290,8 @@ class GuardedLocks implements Locks {
     this.#guard = guard
   }
 
-  async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number): Promise<string | null> {
-    return await this.#guard.write(async () => await this.#inner.acquire(url, purpose, variant, ttlMs))
+  async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number, token?: string): Promise<string | null> {
+    return await this.#guard.write(async () => await this.#inner.acquire(url, purpose, variant, ttlMs, token))
   }
 
   async release (url: CacheKey, purpose: LockPurpose, variant: string, token: string): Promise<boolean> {

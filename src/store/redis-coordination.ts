@@ -34,8 +34,7 @@ export class RedisLocks implements Locks {
     this.#prefix = prefix
   }
 
-  async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number): Promise<string | null> {
-    const token = newToken()
+  async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number, token = newToken()): Promise<string | null> {
     const ok = await this.#client.set(lockKey(this.#prefix, url, purpose, variant), token, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')
     return ok === 'OK' ? token : null
   }

@@ -164,6 +164,18 @@ t.test('a Redis with allkeys-lru and a maxmemory gets no settings warning', asyn
   t.notOk(gw.logLines.some((l) => /maxmemory|noeviction|could not check/.test(l)), 'nothing logged about the settings')
 })
 
+t.test('the Redis settings are checked again after a reconnect', async (t) => {
+  const redis = await startRedis(t, { maxmemory: '64mb', policy: 'allkeys-lru' })
+  const gw = await withGateway(t, { config: { routes: [{ origin: 'http://127.0.0.1:9' }], redis: { url: redis.url } } })
+  await gw.gateway.health.settled()
+  t.match((await getJson(`${gw.adminUrl}/readyz`)).body, { checks: { redisSettings: 'ok' }, warnings: [] })
+  const admin = redis.client()
+  await admin.config('SET', 'maxmemory-policy', 'noeviction')
+  await admin.client('KILL', 'TYPE', 'normal')
+  const after = await readyzUntil(gw.adminUrl, (b) => (b.warnings as string[]).length > 0)
+  t.match(after.body, { status: 'ready', checks: { redisSettings: 'warning' }, warnings: [/maxmemory-policy is noeviction/] })
+})
+
 t.test('a Redis that refuses CONFIG (as managed Redis does) gets a warning that the settings could not be checked', async (t) => {
   const redis = await startRedis(t, { maxmemory: '64mb', policy: 'allkeys-lru' })
   await redis.client().call('ACL', 'SETUSER', 'app', 'on', '>secret', '~*', '&*', '+@all', '-config')
