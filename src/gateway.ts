@@ -5,7 +5,8 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Socket } from 'node:net'
-import { STATUS_CODES } from 'node:http'
+import { createServer, STATUS_CODES } from 'node:http'
+import { FastHit } from './http/fast-hit.ts'
 import type { CacheKey } from './cache/key.ts'
 import { systemClock, type Clock } from './clock.ts'
 import { compileRoutes, type RouteMatcher } from './config/routes.ts'
@@ -240,13 +241,17 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     ...(options.random !== undefined ? { random: options.random } : {})
   })
 
+  let fast: FastHit | undefined
   const app = Fastify({
     logger: false,
     trustProxy: false,
     return503OnClosing: true,
     bodyLimit: config.limits.maxBodyBytes,
+    // Plain fresh hits held in memory are answered before fastify routes them (src/http/fast-hit.ts).
     // Without Host the proxy answers a JSON 400 itself, rather than Node a bare one.
-    http: { maxHeaderSize: config.limits.maxHeaderBytes, requireHostHeader: false },
+    serverFactory: (handler) => createServer({ maxHeaderSize: config.limits.maxHeaderBytes, requireHostHeader: false }, (req, res) => {
+      if (fast?.serve(req, res) !== true) handler(req, res)
+    }),
     clientErrorHandler,
     // The router rejects a path with invalid percent-encoding before any route runs.
     frameworkErrors: (err, request, reply) => {
@@ -307,6 +312,8 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     purgeMethod: purgeMethodHandler({ config: () => config, routes: () => routes, purger, onError: (err) => logger.error({ err }, 'purge failed') })
   })
 
+  fast = new FastHit({ config: () => config, routes: () => routes, store, clock, onOutcome })
+
   const admin = createAdminApp({ config: () => config, now: () => clock.now() })
   const reloadFromSource = async (): Promise<ReloadResult> => await reloadFrom(options.configSource, config, (next) => gateway.reload(next), logger)
   registerOpsRoutes(admin, {
@@ -338,6 +345,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     reload (next) {
       config = next
       routes = compileRoutes(next.routes)
+      fast?.reset()
       origin.addRoutes(next.routes)
       logger.info({ routes: next.routes.map((r) => r.name) }, 'configuration reloaded')
     },
@@ -360,8 +368,10 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     async close () {
       if (closed) return
       closed = true
-      // /readyz answers 503 from now on, while in-flight requests finish.
+      // /readyz answers 503 from now on, while in-flight requests finish; every request
+      // takes the full path, which answers 503 with Connection: close while closing.
       health.stopping()
+      fast?.disable()
       // server.close() drops the connections idle at that moment; a keep-alive connection whose
       // in-flight response ends later would hold the close until keepAliveTimeout (72 s).
       const reaper = setInterval(() => {

@@ -60,7 +60,7 @@ declare module 'fastify' {
 }
 
 const ignoreMatchers = new WeakMap<RouteConfig, (name: string) => boolean>()
-function ignoreFor (route: RouteConfig): (name: string) => boolean {
+export function ignoreFor (route: RouteConfig): (name: string) => boolean {
   let m = ignoreMatchers.get(route)
   if (m === undefined) {
     m = globMatcher(route.key.ignoreQuery)

@@ -51,7 +51,7 @@ export function downstreamHeaders (headers: IncomingHeaders, route: RouteConfig)
 
 /** Per stored entry object, its downstream fields are computed once (the memory store hands out the same object). */
 const entryHeaders = new WeakMap<CacheEntry, { route: RouteConfig, headers: HeaderMap }>()
-function headersOfEntry (entry: CacheEntry, route: RouteConfig): HeaderMap {
+export function headersOfEntry (entry: CacheEntry, route: RouteConfig): HeaderMap {
   const cached = entryHeaders.get(entry)
   if (cached?.route === route) return cached.headers
   const headers = downstreamHeaders(entry.headers, route)

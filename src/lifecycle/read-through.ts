@@ -6,7 +6,7 @@
  */
 import type { Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
-import { parseCacheControl, type Directives } from '../cache/cache-control.ts'
+import { effectiveResponseDirectives, parseCacheControl, type Directives } from '../cache/cache-control.ts'
 import type { CacheStatus } from '../cache/cache-status.ts'
 import { hasValidators, merge304Headers, notModifiedMatches, validatorHeaders } from '../cache/conditional.ts'
 import type { CacheEntry } from '../cache/entry.ts'
@@ -148,6 +148,13 @@ export class ReadThrough {
     const directives = requestDirectives(parseCacheControl(req.headers['cache-control']), single(req.headers.pragma))
     const found = await this.#find(req)
 
+    if (found.entry !== null && req.headers.authorization !== undefined && !sharedWithCredentials(found.entry)) {
+      // RFC 9211 §2.2 fwd=request: this request's credentials send it to the origin.
+      if (directives.has('only-if-cached')) {
+        return { kind: 'error', error: new GatewayError('CG_ERR_ONLY_IF_CACHED'), cacheStatus: { fwd: 'request', detail: 'only-if-cached' }, outcome: 'error' }
+      }
+      return await this.#miss(req, directives, { ...found, entry: null }, { fwd: 'request', detail: 'authorization' })
+    }
     if (found.entry !== null) {
       const decision = decide(found.entry, directives, now)
       return await this.#reuse(req, directives, found, decision)
@@ -675,6 +682,18 @@ export class ReadThrough {
       outcome: 'miss'
     }
   }
+}
+
+/**
+ * May a stored response answer a request that carries credentials? Deliberately stricter than
+ * RFC 9111 §4, which would reuse any stored response: only when the origin said it may be
+ * shared with them (public, s-maxage or must-revalidate, the permissions §3.5 asks for before
+ * storing a response to such a request). Otherwise an origin that personalizes on
+ * Authorization without `Vary: Authorization` would see its users given the anonymous answer.
+ */
+function sharedWithCredentials (entry: CacheEntry): boolean {
+  const { directives } = effectiveResponseDirectives(entry.headers)
+  return directives.has('public') || directives.has('s-maxage') || directives.has('must-revalidate')
 }
 
 /**

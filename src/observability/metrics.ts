@@ -225,6 +225,16 @@ export class MeteredStore implements Store {
     }
   }
 
+  /** A synchronous read from process memory, timed as a lookup (it answers the same question). */
+  peek (url: CacheKey): CacheEntry | undefined {
+    if (this.#store.peek === undefined) return undefined
+    const start = performance.now()
+    const entry = this.#store.peek(url)
+    // Counted only when it answers: otherwise the full path's lookup is the one that counts.
+    if (entry !== undefined) this.#metrics.storeOperation('lookup', (performance.now() - start) / 1000, false)
+    return entry
+  }
+
   async lookup (url: CacheKey): Promise<StoreLookup> {
     return await this.#timed('lookup', async () => await this.#store.lookup(url))
   }

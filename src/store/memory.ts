@@ -79,6 +79,12 @@ export class MemoryStore implements Store {
     return Promise.resolve({ vary: record.vary, entry: this.#read(record, '' as VariantId) })
   }
 
+  peek (url: CacheKey): CacheEntry | undefined {
+    const record = this.#record(url)
+    if (record === undefined || record.vary.length > 0) return undefined
+    return this.#read(record, '' as VariantId) ?? undefined
+  }
+
   getVariant (url: CacheKey, variant: VariantId): Promise<CacheEntry | null> {
     const record = this.#record(url)
     return Promise.resolve(record === undefined ? null : this.#read(record, variant))

@@ -46,4 +46,9 @@ export interface Store {
   /** Every stored URL's origin (for purge-all). */
   origins(): Promise<string[]>
   close(): Promise<void>
+  /**
+   * Optional synchronous read of a URL's no-Vary entry, for stores that hold it in this
+   * process (memory, L1): undefined when not there or when the store cannot tell without I/O.
+   */
+  peek?(url: CacheKey): CacheEntry | undefined
 }

@@ -74,6 +74,7 @@ export class TieredStore implements Store {
   #l1: MemoryStore
   readonly #reads = new Map<CacheKey, Set<Ticket>>()
   readonly #stats = { l1Hits: 0, l2Reads: 0, fills: 0, invalidations: 0, clears: 0 }
+  readonly #listeners = new Set<(message: string) => void>()
   #started: Promise<void> | undefined
 
   constructor (options: TieredStoreOptions) {
@@ -91,13 +92,23 @@ export class TieredStore implements Store {
       await this.#o.bus.subscribe(this.#o.channel, (message) => {
         if (message === CLEAR_ALL) {
           this.clear()
-          return
+        } else {
+          this.#stats.invalidations++
+          this.#forget(message as CacheKey)
         }
-        this.#stats.invalidations++
-        this.#forget(message as CacheKey)
+        for (const listener of this.#listeners) listener(message)
       })
     })()
     await this.#started
+  }
+
+  /**
+   * Calls `listener` with each invalidation message after it was applied (tests, tools: on
+   * Redis Cluster, pub/sub crosses nodes asynchronously). Returns a function that removes it.
+   */
+  onInvalidation (listener: (message: string) => void): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
   }
 
   stats (): TieredStoreStats {
@@ -126,6 +137,13 @@ export class TieredStore implements Store {
     return await this.#readL2(url, async () => await this.#o.l2.lookup(url), (found) => {
       if (found.entry !== null) this.#fill(url, '' as VariantId, found.entry)
     })
+  }
+
+  peek (url: CacheKey): CacheEntry | undefined {
+    if (!this.#o.useL1(url)) return undefined
+    const entry = this.#l1.peek(url)
+    if (entry !== undefined) this.#stats.l1Hits++
+    return entry
   }
 
   async getVariant (url: CacheKey, variant: VariantId): Promise<CacheEntry | null> {

@@ -223,7 +223,9 @@ function behaviours (kind: StoreKind): void {
       t.equal(bob?.body, 'data of bob')
       await gw.settled()
       t.equal((await gw.get('/me')).body, 'data of anonymous')
-      t.equal((await gw.get('/me', { authorization: 'Bearer eve' })).body, 'data of eve', 'nor is a later user given the anonymous entry')
+      const eve = await gw.get('/me', { authorization: 'Bearer eve' })
+      t.equal(eve.body, 'data of eve', 'nor is a later user given the anonymous entry (which the origin did not mark public)')
+      t.match(eve.header('cache-status'), /fwd=request; fwd-status=200; detail=authorization/)
     })
 
     t.test('a response that varies on Cookie is stored per cookie', async (t) => {
