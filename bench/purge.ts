@@ -193,7 +193,7 @@ export async function main (): Promise<void> {
     if (res.status !== 200) throw new Error(`purge answered ${res.status}: ${JSON.stringify(res.body)}`)
     process.stdout.write(`purge {"tags":["bulk"]} on A: ${res.body.purged ?? '?'} entries deleted in ${ms(res.ms)} (server durationMs ${res.body.durationMs ?? '?'})\n`)
     process.stdout.write(`  other key meanwhile, ${describe('on A (purging)', ra)}\n`)
-    process.stdout.write(`  other key meanwhile, ${describe('on B (receiving the invalidations)', rb)}\n`)
+    process.stdout.write(`  other key meanwhile, ${describe('on B (the other instance)', rb)}\n`)
     const left = (await store.urlsForTag('bulk')).length
     let stillHit = 0
     for (const path of sampled) if ((await get(a, path)).hit) stillHit++

@@ -122,7 +122,10 @@ function makeBackend (config: GatewayConfig, clock: Clock, logger: Logger): Back
   }
   const guard = new StoreGuard({
     ...config.redis.breaker,
-    clock,
+    // One command timeout: the timeouts of one event-loop stall all fire at once (see breaker.ts).
+    span: config.redis.commandTimeout,
+    // Real time even under a test's manual clock: the breaker measures real I/O.
+    clock: systemClock,
     onChange: (breaker, state, previous, cause) => {
       if (state === 'open' && previous === 'closed') logger.warn({ breaker, err: (cause as Error | undefined)?.message }, 'redis circuit breaker open: the store is bypassed, requests go to the origin')
       else if (state === 'closed') logger.info({ breaker }, 'redis circuit breaker closed: the store is used again')
@@ -241,7 +244,8 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     ...(options.random !== undefined ? { random: options.random } : {})
   })
 
-  let fast: FastHit | undefined
+  // onOutcome is defined below; the fast path calls it only once requests arrive.
+  const fast = new FastHit({ config: () => config, routes: () => routes, store, clock, onOutcome: (o) => { onOutcome(o) } })
   const app = Fastify({
     logger: false,
     trustProxy: false,
@@ -250,7 +254,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     // Plain fresh hits held in memory are answered before fastify routes them (src/http/fast-hit.ts).
     // Without Host the proxy answers a JSON 400 itself, rather than Node a bare one.
     serverFactory: (handler) => createServer({ maxHeaderSize: config.limits.maxHeaderBytes, requireHostHeader: false }, (req, res) => {
-      if (fast?.serve(req, res) !== true) handler(req, res)
+      fast.handle(req, res, handler)
     }),
     clientErrorHandler,
     // The router rejects a path with invalid percent-encoding before any route runs.
@@ -312,8 +316,6 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     purgeMethod: purgeMethodHandler({ config: () => config, routes: () => routes, purger, onError: (err) => logger.error({ err }, 'purge failed') })
   })
 
-  fast = new FastHit({ config: () => config, routes: () => routes, store, clock, onOutcome })
-
   const admin = createAdminApp({ config: () => config, now: () => clock.now() })
   const reloadFromSource = async (): Promise<ReloadResult> => await reloadFrom(options.configSource, config, (next) => gateway.reload(next), logger)
   registerOpsRoutes(admin, {
@@ -345,7 +347,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     reload (next) {
       config = next
       routes = compileRoutes(next.routes)
-      fast?.reset()
+      fast.reset()
       origin.addRoutes(next.routes)
       logger.info({ routes: next.routes.map((r) => r.name) }, 'configuration reloaded')
     },
@@ -371,7 +373,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
       // /readyz answers 503 from now on, while in-flight requests finish; every request
       // takes the full path, which answers 503 with Connection: close while closing.
       health.stopping()
-      fast?.disable()
+      fast.disable()
       // server.close() drops the connections idle at that moment; a keep-alive connection whose
       // in-flight response ends later would hold the close until keepAliveTimeout (72 s).
       const reaper = setInterval(() => {

@@ -16,7 +16,7 @@ import type { Clock } from '../clock.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import type { RequestOutcome } from '../observability/events.ts'
-import type { Store } from '../store/store.ts'
+import type { Store, StoreLookup } from '../store/store.ts'
 import { ignoreFor } from './proxy.ts'
 import { headersOfEntry, VIA } from './respond.ts'
 
@@ -29,6 +29,17 @@ export interface FastHitDeps {
 }
 
 const NO_DIRECTIVES = new Map<string, string | true>()
+
+/** A lookup made by the fast path, handed to the full path with the request. */
+export type Prefetched = { key: CacheKey, result: StoreLookup } | { key: CacheKey, error: unknown }
+const PREFETCHED = Symbol('cachegate.prefetched')
+type Prefetching = IncomingMessage & { [PREFETCHED]?: Prefetched }
+
+/** The fast path's lookup for this request, if it made one for this key. */
+export function prefetched (req: IncomingMessage, key: CacheKey): Prefetched | undefined {
+  const p = (req as Prefetching)[PREFETCHED]
+  return p?.key === key ? p : undefined
+}
 
 /** Request fields that make a request ask for more than a plain fresh hit. */
 function plain (h: IncomingMessage['headers']): boolean {
@@ -72,25 +83,50 @@ export class FastHit {
     this.#keys = new Map()
   }
 
-  /** Answers the request when it is a plain fresh hit held in memory; false otherwise (nothing written). */
-  serve (req: IncomingMessage, res: ServerResponse): boolean {
+  /**
+   * Answers a plain fresh hit, else hands the request to `fallback` (fastify). Entries held in
+   * this process are read synchronously; for a shared store the lookup is made here, and a
+   * request that turns out not to be a plain fresh hit carries the lookup's result to the
+   * full path (see `prefetched`), so the store is asked once per request either way.
+   */
+  handle (req: IncomingMessage, res: ServerResponse, fallback: (req: IncomingMessage, res: ServerResponse) => void): void {
     const start = performance.now()
     const method = req.method
-    if (!this.#enabled || (method !== 'GET' && method !== 'HEAD')) return false
-    const store = this.#d.store
-    if (store.peek === undefined) return false
     const h = req.headers
     const host = h.host
     const target = req.url
-    if (host === undefined || target === undefined || !plain(h)) return false
+    if (!this.#enabled || (method !== 'GET' && method !== 'HEAD') || host === undefined || target === undefined || !plain(h)) {
+      fallback(req, res)
+      return
+    }
     const scheme = (req.socket as TLSSocket).encrypted === true ? 'https' : 'http'
     const resolved = this.#resolve(scheme, host, target)
-    if (resolved === null) return false
-    const { route, key } = resolved
-    const entry = store.peek(key)
-    if (entry === undefined || entry.url !== key || Object.keys(entry.vary).length > 0) return false
-    const now = this.#d.clock.now()
-    const decision = decide(entry, NO_DIRECTIVES, now)
+    if (resolved === null) {
+      fallback(req, res)
+      return
+    }
+    const store = this.#d.store
+    const held = store.peek?.(resolved.key)
+    if (held !== undefined && this.#send(res, method, resolved.route, resolved.key, held, start)) return
+    if (store.kind === 'memory') {
+      // Nothing else to look at: the memory store holds everything it has in this process.
+      fallback(req, res)
+      return
+    }
+    store.lookup(resolved.key).then((result) => {
+      if (result.entry !== null && result.vary?.length === 0 && this.#send(res, method, resolved.route, resolved.key, result.entry, start)) return
+      (req as Prefetching)[PREFETCHED] = { key: resolved.key, result }
+      fallback(req, res)
+    }, (error: unknown) => {
+      (req as Prefetching)[PREFETCHED] = { key: resolved.key, error }
+      fallback(req, res)
+    })
+  }
+
+  /** Writes the hit when the entry is this URL's, has no variant and is fresh; false (nothing written) otherwise. */
+  #send (res: ServerResponse, method: string, route: RouteConfig, key: CacheKey, entry: CacheEntry, start: number): boolean {
+    if (entry.url !== key || Object.keys(entry.vary).length > 0) return false
+    const decision = decide(entry, NO_DIRECTIVES, this.#d.clock.now())
     if (decision.kind !== 'fresh') return false
     const cacheStatus = formatCacheStatus({ hit: true, ttl: decision.ttl / 1000 })
     const headers = flatHeaders(entry, route).concat('age', String(Math.floor(decision.age / 1000)), 'cache-status', cacheStatus)

@@ -19,6 +19,7 @@ import type { OriginClient } from '../origin/client.ts'
 import { originError } from '../origin/client.ts'
 import type { OutcomeKind, RequestOutcome } from '../observability/events.ts'
 import { downstreamHeaders, sendAnswer, sendError, VIA } from './respond.ts'
+import { prefetched } from './fast-hit.ts'
 
 /**
  * Request fields that can change an origin's answer without being part of the key: they are
@@ -198,7 +199,7 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
     const method = request.method
 
     if ((method === 'GET' || method === 'HEAD') && route.enabled) {
-      const answer = await deps.readThrough.handle({ route, key: normalized.key, path: normalized.pathAndQuery, method, headers: request.headers, forward })
+      const answer = await deps.readThrough.handle({ route, key: normalized.key, path: normalized.pathAndQuery, method, headers: request.headers, forward, lookup: prefetched(request.raw, normalized.key) })
       state.outcome = answer.outcome
       state.cacheStatus = answer.cacheStatus
       state.collapsed = answer.cacheStatus.collapsed === true

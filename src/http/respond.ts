@@ -49,14 +49,30 @@ export function downstreamHeaders (headers: IncomingHeaders, route: RouteConfig)
   return out
 }
 
-/** Per stored entry object, its downstream fields are computed once (the memory store hands out the same object). */
+/**
+ * An entry's downstream fields are computed once: per stored object (the memory store hands
+ * out the same object) and per stored version (a store that decodes a new object on every
+ * read, like Redis, hands out equal versions: same URL, variant, request and response times,
+ * status, body length and ETag; anything less could pair one response's fields with
+ * another's body).
+ */
 const entryHeaders = new WeakMap<CacheEntry, { route: RouteConfig, headers: HeaderMap }>()
+let versionHeaders = new Map<string, { route: RouteConfig, stamp: string, headers: HeaderMap }>()
 export function headersOfEntry (entry: CacheEntry, route: RouteConfig): HeaderMap {
   const cached = entryHeaders.get(entry)
   if (cached?.route === route) return cached.headers
+  const version = `${entry.url}\n${JSON.stringify(entry.vary)}`
+  const stamp = `${entry.requestTime} ${entry.responseTime} ${entry.status} ${entry.body.length} ${String(entry.headers.etag)}`
+  const known = versionHeaders.get(version)
+  if (known !== undefined && known.route === route && known.stamp === stamp) {
+    entryHeaders.set(entry, { route, headers: known.headers })
+    return known.headers
+  }
   const headers = downstreamHeaders(entry.headers, route)
   headers['content-length'] = String(entry.body.length)
   entryHeaders.set(entry, { route, headers })
+  if (versionHeaders.size >= 10_000) versionHeaders = new Map()
+  versionHeaders.set(version, { route, stamp, headers })
   return headers
 }
 

@@ -20,7 +20,7 @@ import type { Clock } from '../clock.ts'
 import type { CacheConfig, RouteConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
 import type { OriginClient, OriginResponse } from '../origin/client.ts'
-import type { Store } from '../store/store.ts'
+import type { Store, StoreLookup } from '../store/store.ts'
 import { isStoreBypassed } from '../store/breaker.ts'
 import { Coalescer, Flight, type FlightHead } from './coalesce.ts'
 import { DecisionLog } from './explain.ts'
@@ -41,6 +41,8 @@ export interface CacheRequest {
   headers: IncomingHeaders
   /** Headers to send to the origin: hop-by-hop and unkeyed headers removed, X-Forwarded-* and Via set. */
   forward: Record<string, string | string[]>
+  /** The store lookup already made for this request (fast path), used instead of asking again. */
+  lookup?: { result: StoreLookup } | { error: unknown } | undefined
 }
 
 export type Answer =
@@ -146,7 +148,7 @@ export class ReadThrough {
   async handle (req: CacheRequest): Promise<Answer> {
     const now = this.#o.clock.now()
     const directives = requestDirectives(parseCacheControl(req.headers['cache-control']), single(req.headers.pragma))
-    const found = await this.#find(req)
+    const found = await this.#find(req, req.lookup)
 
     if (found.entry !== null && req.headers.authorization !== undefined && !sharedWithCredentials(found.entry)) {
       // RFC 9211 §2.2 fwd=request: this request's credentials send it to the origin.
@@ -169,11 +171,12 @@ export class ReadThrough {
   }
 
   /** The stored entry for this request's variant, verified against URL and variant values. */
-  async #find (req: CacheRequest): Promise<Found> {
+  async #find (req: CacheRequest, prefetched?: CacheRequest['lookup']): Promise<Found> {
     const { route } = req
     let lookup
     try {
-      lookup = await this.#o.store.lookup(req.key)
+      if (prefetched !== undefined && 'error' in prefetched) throw prefetched.error
+      lookup = prefetched !== undefined ? prefetched.result : await this.#o.store.lookup(req.key)
     } catch (err) {
       this.#o.onStoreError('lookup', err)
       return { entry: null, vary: null, variant: undefined, values: undefined, storeDetail: storeDetail(err) }
@@ -474,11 +477,12 @@ export class ReadThrough {
     let settleFill: ((result: Promise<FillResult>) => void) | undefined
     if (token !== undefined) {
       const held = token
-      const outcome = new Promise<Promise<FillResult>>((resolve) => { settleFill = resolve })
+      // Resolving with a promise adopts it: the task waits for the store write's result.
+      const outcome = new Promise<FillResult>((resolve) => { settleFill = resolve })
       this.#o.tasks.run('fill', async () => {
         let stored: FillResult = 'failed'
         try {
-          stored = await (await outcome)
+          stored = await outcome
         } finally {
           await this.#o.locks.release(req.key, 'fill', lockVariant, held).catch((err: unknown) => this.#o.onStoreError('unlock', err))
           await this.#o.bus.publish(this.#o.fillChannel, JSON.stringify({ k: flightKey, s: stored })).catch((err: unknown) => this.#o.onStoreError('publish', err))

@@ -5,7 +5,7 @@
  * request. The Redis client already turns an outage into prompt rejections (no offline
  * queue, a command timeout); the breaker turns repeated rejections into no call at all.
  *
- *   closed ──(`failures` consecutive failures)──▶ open ──(`cooldown` elapsed)──▶ half-open
+ *   closed ──(`failures` consecutive failures over `span`)──▶ open ──(`cooldown`)──▶ half-open
  *     ▲                                             ▲                               │
  *     └───────────── the probe succeeds ────────────┼──────── the probe fails ──────┘
  *
@@ -21,8 +21,16 @@
  *   through it too, so a full Redis keeps serving hits while writes are skipped, instead of
  *   shipping every body to be refused.
  *
- * Time comes from the injected clock; nothing here arms a timer: a breaker moves to half-open
- * when a call arrives after the cool-down.
+ * Consecutive failures must also span at least `span` ms (the gateway uses the command
+ * timeout) before the breaker opens. When the event loop stalls (a GC pause, a burst of
+ * requests), every command in flight times out in the same instant, although Redis answered:
+ * that is one event, followed by successes once the replies are read, not an outage. A hung
+ * or dead Redis keeps failing past the span.
+ *
+ * Time comes from a Clock; the gateway gives it the system clock even when the rest of the
+ * gateway runs on a manual one, since it measures real I/O, like the command timeouts it
+ * counts. Nothing here arms a timer: a breaker moves to half-open when a call arrives after
+ * the cool-down.
  */
 import type { CacheEntry } from '../cache/entry.ts'
 import type { CacheKey, VariantId } from '../cache/key.ts'
@@ -84,6 +92,8 @@ export interface BreakerOptions {
   failures: number
   /** Time the breaker stays open before one probe is let through (ms). */
   cooldown: number
+  /** Least time from the first to the last of the consecutive failures that open it (ms); default 0. */
+  span?: number
   clock: Clock
   /** How a failed call counts. */
   judge: (kind: FailureKind) => Verdict
@@ -96,6 +106,8 @@ export class CircuitBreaker {
   readonly #o: BreakerOptions
   #state: BreakerState = 'closed'
   #failures = 0
+  /** When the current run of consecutive failures began. */
+  #streakStart = 0
   /** When the breaker last opened or last let a probe through. */
   #since = 0
   /** Bumped on every opening and closing: results of calls admitted earlier are ignored. */
@@ -104,6 +116,7 @@ export class CircuitBreaker {
   constructor (options: BreakerOptions) {
     if (!Number.isInteger(options.failures) || options.failures < 1) throw new RangeError(`failures must be a whole number of at least 1, got ${String(options.failures)}`)
     if (!Number.isFinite(options.cooldown) || options.cooldown < 0) throw new RangeError(`cooldown must be a number of ms, got ${String(options.cooldown)}`)
+    if (options.span !== undefined && !(Number.isFinite(options.span) && options.span >= 0)) throw new RangeError(`span must be a number of ms, got ${String(options.span)}`)
     this.name = options.name
     this.#o = options
   }
@@ -146,8 +159,14 @@ export class CircuitBreaker {
       return
     }
     if (generation !== this.#generation || this.#state !== 'closed') return
-    if (verdict === 'success') this.#failures = 0
-    else if (verdict === 'failure' && ++this.#failures >= this.#o.failures) this.#open(cause)
+    if (verdict === 'success') {
+      this.#failures = 0
+    } else if (verdict === 'failure') {
+      const now = this.#o.clock.now()
+      if (this.#failures === 0) this.#streakStart = now
+      this.#failures++
+      if (this.#failures >= this.#o.failures && now - this.#streakStart >= (this.#o.span ?? 0)) this.#open(cause)
+    }
   }
 
   #open (cause: unknown): void {
@@ -174,6 +193,8 @@ export interface StoreGuardOptions {
   failures: number
   /** Time a breaker stays open before it lets one probe through (ms). */
   cooldown: number
+  /** Least time the consecutive failures must span (ms); see above. */
+  span?: number
   clock: Clock
   onChange?: (breaker: string, state: BreakerState, previous: BreakerState, cause: unknown) => void
 }
@@ -184,7 +205,7 @@ export class StoreGuard {
   readonly writes: CircuitBreaker
 
   constructor (o: StoreGuardOptions) {
-    const common = { failures: o.failures, cooldown: o.cooldown, clock: o.clock }
+    const common = { failures: o.failures, cooldown: o.cooldown, clock: o.clock, ...(o.span !== undefined ? { span: o.span } : {}) }
     this.reads = new CircuitBreaker({
       ...common,
       name: 'store',

@@ -51,7 +51,8 @@ export class RedisLocks implements Locks {
 
 /** Options without ioredis' commandTimeout (any number there arms a timer, 0 included). */
 function withoutTimeout<T extends { commandTimeout?: number | undefined }> (options: T): Omit<T, 'commandTimeout'> {
-  const { commandTimeout: _unused, ...rest } = options
+  const rest: T = { ...options }
+  delete rest.commandTimeout
   return rest
 }
 

@@ -16,9 +16,17 @@ export function assertKeyPrefix (prefix: string): void {
   }
 }
 
+/** Recently hashed URLs: a hit costs one Map lookup instead of a SHA-1 (bounded, cleared when full). */
+let hashes = new Map<string, string>()
+
 /** Short stable hash of a URL: the first 16 characters of its SHA-1 in base64url (96 bits). */
 export function urlHash (url: CacheKey): string {
-  return createHash('sha1').update(url).digest('base64url').slice(0, 16)
+  const known = hashes.get(url)
+  if (known !== undefined) return known
+  const hash = createHash('sha1').update(url).digest('base64url').slice(0, 16)
+  if (hashes.size >= 50_000) hashes = new Map()
+  hashes.set(url, hash)
+  return hash
 }
 
 export interface UrlKeys {

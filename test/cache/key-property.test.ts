@@ -18,7 +18,7 @@ const segment = fc.oneof(word, fc.constantFrom('A', '~', '%41', '%7E', 'caf%C3%A
 const path = fc.array(segment, { minLength: 1, maxLength: 4 }).map((s) => '/' + s.join('/'))
 const pair = fc.tuple(fc.constantFrom('id', 'q', 'page', 'a', 'b'), word).map(([n, v]) => `${n}=${v}`)
 const query = fc.array(pair, { maxLength: 4 })
-const ignored = fc.tuple(fc.constantFrom('utm_source', 'utm_medium', 'utm%5Fcampaign', 'UTM_x'.toLowerCase(), 'fbclid', 'utm_'), fc.constantFrom('x', '%3Cscript%3E', '', 'evil.test'))
+const ignored = fc.tuple(fc.constantFrom('utm_source', 'utm_medium', 'utm%5Fcampaign', 'fbclid', 'utm_'), fc.constantFrom('x', '%3Cscript%3E', '', 'evil.test'))
   .map(([n, v]) => `${n}=${v}`)
 
 t.test('ignored parameters added anywhere never change the key or what is forwarded', async (t) => {
@@ -46,7 +46,11 @@ t.test('every spelling of a dot segment resolves to the same key as the path wit
 })
 
 t.test('any request target either normalizes to a key of visible ASCII or is refused; nothing throws', async (t) => {
-  const target = fc.string({ unit: 'binary', maxLength: 40 }).map((s) => '/' + s)
+  const piece = fc.oneof(
+    fc.string({ unit: 'binary', maxLength: 4 }),
+    fc.constantFrom('%', '%z', '%4', '%41', '%e9', '\uD83D', '\uDE00', '?', '#', '&', '=', '/', '..', '\r\n', '\x00', ' ')
+  )
+  const target = fc.array(piece, { maxLength: 10 }).map((p) => '/' + p.join(''))
   let refused = 0
   fc.assert(fc.property(target, (tg) => {
     const n = normalizeRequestUrl({ scheme: 'http', host: 'shop.test', target: tg }, ignore)

@@ -14,7 +14,8 @@ import { startOrigin, type Origin } from '../helpers/origin.ts'
 import { startRedis, type RedisServer } from '../helpers/redis.ts'
 
 const COMMAND_TIMEOUT = 50
-const COOLDOWN = 1000
+/** Breakers run on real time (they measure real I/O), so the cool-down is short. */
+const COOLDOWN = 300
 /** Every request during a fault completes well within this (the origin answers in a few ms). */
 const BOUND_MS = 1000
 
@@ -92,14 +93,25 @@ async function assertStoreClean (t: Test, gw: GatewayHandle, paths: string[], si
   return stored
 }
 
-/** Advances the gateway clock past the cool-down and asks until a request uses the store again. */
+/** Asks (every cool-down) until a request uses the store again. */
 async function untilStoreUsed (gw: GatewayHandle, path: string, deadlineMs = 10_000): Promise<Sample> {
   const deadline = Date.now() + deadlineMs
   for (;;) {
-    gw.clock.advance(COOLDOWN)
+    await sleep(COOLDOWN)
     const s = await sample(gw, path)
     if ((/; hit|; stored/.test(s.cacheStatus) && !/store-/.test(s.cacheStatus)) || Date.now() > deadline) return s
-    await sleep(100)
+  }
+}
+
+/** Asks until the breaker has opened (a request says the store was bypassed); every answer is kept. */
+async function untilBypassed (gw: GatewayHandle, path: (i: number) => string, deadlineMs = 5000): Promise<Sample[]> {
+  const deadline = Date.now() + deadlineMs
+  const samples: Sample[] = []
+  for (let i = 0; ; i++) {
+    const s = await sample(gw, path(i))
+    samples.push(s)
+    if (/store-bypassed/.test(s.cacheStatus) || Date.now() > deadline) return samples
+    await sleep(10)
   }
 }
 
@@ -173,16 +185,56 @@ t.test('a hung Redis (SIGSTOP) costs a request at most a couple of command timeo
   await assertStoreClean(t, gw, [...paths.slice(0, 4), ...fresh])
 })
 
+t.test('an event-loop stall that times out every command in flight at once does not open the breaker', async (t) => {
+  const redis = await startRedis(t)
+  const origin = await startOrigin(t, cacheable())
+  const gw = await gatewayOn(t, redis, origin, { breaker: { failures: 2, cooldown: `${COOLDOWN}ms` } })
+  for (const p of paths) await gw.get(p)
+  await gw.settled()
+  // Sixteen connections open and warm, so the burst reaches the store quickly.
+  await Promise.all(paths.map(async (p) => await sample(gw, p)))
+  const direct = redis.client()
+  await direct.ping()
+  // Hold Redis for 40 ms (less than the command timeout) so the burst's lookups are surely in flight.
+  const held = direct.eval(`
+    local t0 = redis.call('TIME')
+    while true do
+      local t1 = redis.call('TIME')
+      if (t1[1] - t0[1]) * 1000000 + t1[2] - t0[2] > 40000 then break end
+    end
+    return 1`, 0)
+  await sleep(5)
+  const burst = Promise.all(paths.map(async (p) => await sample(gw, p)))
+  await sleep(25)
+  // The gateway runs in this process: block its event loop past the command timeout, as a long
+  // GC pause or a CPU-bound burst would. Redis answers meanwhile, but when the loop comes back
+  // the expired timers run before the replies are read. (Blocking in the check phase makes
+  // that order certain.)
+  await new Promise<void>((resolve) => setImmediate(() => {
+    const until = performance.now() + 4 * COMMAND_TIMEOUT
+    while (performance.now() < until) { /* busy */ }
+    resolve()
+  }))
+  await held
+  const replies = await burst
+  t.same(replies.filter((s) => s.status !== 200 || !s.complete), [], 'every request was answered whole')
+  await gw.settled()
+  const after = await sample(gw, '/items/3')
+  const timedOut = replies.filter((s) => /store-unavailable/.test(s.cacheStatus)).length
+  t.ok(timedOut > 2, `${timedOut} lookups timed out in the stall, more than breaker.failures (2)`)
+  t.match(after.cacheStatus, /; hit/, 'the next request is a hit: the breaker stayed closed')
+  t.notOk(gw.logLines.some((l) => l.includes('circuit breaker open')))
+})
+
 t.test('a Redis that is down when the gateway starts: the gateway serves from the origin and fills the cache once Redis is up', async (t) => {
   const redis = await startRedis(t)
   await redis.stop()
   const origin = await startOrigin(t, cacheable())
   const gw = await gatewayOn(t, redis, origin)
-  const down: Sample[] = []
-  for (let i = 0; i < 6; i++) down.push(await sample(gw, '/items/1'))
+  const down = await untilBypassed(gw, () => '/items/1')
   t.same(down.filter((s) => s.status !== 200 || !s.complete), [])
   t.ok(down.every((s) => s.ms < BOUND_MS), 'each answered promptly')
-  t.match(down.at(-1)?.cacheStatus, /detail=store-bypassed/)
+  t.match(down.at(-1)?.cacheStatus, /detail=store-bypassed/, `the breaker opened after ${down.length} requests`)
   await redis.start()
   const up = await untilStoreUsed(gw, '/items/1')
   t.notMatch(up.cacheStatus, /store-/)
@@ -195,7 +247,7 @@ t.test('while the store is bypassed, concurrent misses for one key are still coa
   const origin = await startOrigin(t, cacheable(undefined, 100))
   const gw = await gatewayOn(t, redis, origin)
   await redis.stop()
-  for (let i = 0; i < 3; i++) await sample(gw, `/warm/${i}`)
+  t.match((await untilBypassed(gw, (i) => `/warm/${i}`)).at(-1)?.cacheStatus, /store-bypassed/)
   const before = origin.count('/hot')
   const burst = await Promise.all(Array.from({ length: 50 }, async () => await sample(gw, '/hot')))
   t.same(burst.filter((s) => s.status !== 200 || !s.complete), [], 'all 50 got the whole body')
@@ -211,6 +263,7 @@ t.test('a store write slower than the read timeout but within writeTimeout is ke
   await gw.settled()
   // A Lua busy loop blocks Redis for 250 ms: the lookup times out, the write waits and lands.
   const blocker = redis.client()
+  await blocker.ping()
   const blocked = blocker.eval(`
     local t0 = redis.call('TIME')
     local start = t0[1] * 1000000 + t0[2]

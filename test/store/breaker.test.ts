@@ -136,12 +136,31 @@ t.test('bad input is neither a failure nor a success', async (t) => {
   t.equal(b.state, 'open', 'the count survived the neutral call')
 })
 
+t.test('a burst of failures at one instant (an event-loop stall) does not open a breaker with a span', async (t) => {
+  const clock = new ManualClock()
+  const b = new CircuitBreaker({ name: 'test', failures: 3, cooldown: 1000, span: 50, clock, judge: (kind) => kind === 'down' ? 'failure' : 'success' })
+  for (let i = 0; i < 20; i++) await fail(b)
+  t.equal(b.state, 'closed', 'twenty timeouts in the same millisecond are one event')
+  await ok(b)
+  clock.advance(60)
+  await fail(b)
+  t.equal(b.state, 'closed', 'a success started a new run')
+  clock.advance(30)
+  await fail(b)
+  await fail(b)
+  t.equal(b.state, 'closed', 'three failures over 30 ms: not yet')
+  clock.advance(20)
+  await fail(b)
+  t.equal(b.state, 'open', 'failures still coming 50 ms after the first: an outage')
+})
+
 t.test('options are checked', async (t) => {
   const clock = new ManualClock()
   const judge = (): 'failure' => 'failure'
   t.throws(() => new CircuitBreaker({ name: 'x', failures: 0, cooldown: 1, clock, judge }), RangeError)
   t.throws(() => new CircuitBreaker({ name: 'x', failures: 1.5, cooldown: 1, clock, judge }), RangeError)
   t.throws(() => new CircuitBreaker({ name: 'x', failures: 1, cooldown: -1, clock, judge }), RangeError)
+  t.throws(() => new CircuitBreaker({ name: 'x', failures: 1, cooldown: 1, span: Number.NaN, clock, judge }), RangeError)
 })
 
 /** A store whose every call fails with `err` while `failing` is set. */
