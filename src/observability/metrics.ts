@@ -142,9 +142,23 @@ export class GatewayMetrics {
   }
 
   /** One per client request (the gateway's outcome listener). */
+  /**
+   * Labelled children are looked up once and kept: prom-client hashes the label object on
+   * every call otherwise, which shows on the hit path.
+   */
+  readonly #children = new Map<string, { requests: { inc: () => void }, duration: { observe: (v: number) => void } }>()
+
   request (o: RequestOutcome): void {
-    this.#requests.inc({ route: o.route ?? NO_ROUTE, outcome: o.outcome })
-    this.#requestDuration.observe({ outcome: o.outcome }, o.durationMs / 1000)
+    const route = o.route ?? NO_ROUTE
+    const id = `${route}\u0000${o.outcome}`
+    let child = this.#children.get(id)
+    if (child === undefined) {
+      child = { requests: this.#requests.labels({ route, outcome: o.outcome }), duration: this.#requestDuration.labels({ outcome: o.outcome }) }
+      // Bounded by routes × outcomes; a reload with new route names adds a few.
+      this.#children.set(id, child)
+    }
+    child.requests.inc()
+    child.duration.observe(o.durationMs / 1000)
   }
 
   /** Read-through and pass-through lifecycle events. */
@@ -168,8 +182,15 @@ export class GatewayMetrics {
     if (entries > 0) this.#purged.inc({ kind }, entries)
   }
 
+  readonly #storeChildren = new Map<StoreOp, { observe: (v: number) => void }>()
+
   storeOperation (op: StoreOp, seconds: number, failed: boolean): void {
-    this.#storeDuration.observe({ op }, seconds)
+    let child = this.#storeChildren.get(op)
+    if (child === undefined) {
+      child = this.#storeDuration.labels({ op })
+      this.#storeChildren.set(op, child)
+    }
+    child.observe(seconds)
     if (failed) this.#storeErrors.inc({ op })
   }
 
