@@ -102,9 +102,9 @@ export function registerOpsRoutes (app: FastifyInstance, deps: OpsDeps): void {
   app.post('/reload', protectedRoute, async (_request, reply) => {
     const result = await deps.reload()
     if (result.ok) return await reply.send({ status: 'reloaded', routes: result.routes, restartRequired: result.restartRequired })
-    // The catalogue's CG_ERR_CONFIG_INVALID, answered as 400: the file, not the server, is at fault.
+    // The file, not the server, is at fault: CG_ERR_CONFIG_INVALID is a 400.
     const body = new GatewayError('CG_ERR_CONFIG_INVALID', 'The configuration file is invalid: nothing was changed, the running configuration is kept').toBody()
-    return await reply.code(400).send({ ...body, statusCode: 400, error: 'Bad Request', problems: result.problems })
+    return await reply.code(body.statusCode).send({ ...body, problems: result.problems })
   })
 
   app.get('/explain', protectedRoute, async (request, reply) => {
