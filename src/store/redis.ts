@@ -250,6 +250,7 @@ export class RedisStore implements Store {
   readonly #writes: StoreScripts
   readonly #prefix: string
   readonly #clock: Clock
+  readonly #decoded = new DecodedEntries()
 
   constructor (options: RedisStoreOptions) {
     assertKeyPrefix(options.keyPrefix)
@@ -275,11 +276,11 @@ export class RedisStore implements Store {
     const keys = urlKeys(this.#prefix, url)
     // One round trip: both keys carry the URL's hash tag, so MGET is valid on Cluster too.
     const [vary, entry] = await this.#client.mgetBuffer(keys.vary, keys.entry('' as VariantId))
-    return { vary: parseVary(vary ?? null), entry: readEntry(url, entry ?? null) }
+    return { vary: parseVary(vary ?? null), entry: this.#decoded.read(url, '', entry ?? null) }
   }
 
   async getVariant (url: CacheKey, variant: VariantId): Promise<CacheEntry | null> {
-    return readEntry(url, await this.#client.getBuffer(urlKeys(this.#prefix, url).entry(variant)))
+    return this.#decoded.read(url, variant, await this.#client.getBuffer(urlKeys(this.#prefix, url).entry(variant)))
   }
 
   async put (url: CacheKey, variant: VariantId, entry: CacheEntry, options: PutOptions): Promise<void> {
@@ -380,4 +381,43 @@ function readEntry (url: CacheKey, raw: Buffer | null): CacheEntry | null {
   if (raw === null) return null
   const entry = decodeEntry(raw)
   return entry !== null && entry.url === url ? entry : null
+}
+
+/**
+ * Recently decoded entries with the exact bytes they came from. Every read still fetches the
+ * bytes from Redis; when they are byte-for-byte the ones decoded last time, the earlier object
+ * is handed out again (frozen, so no caller can change it), which saves the decode and lets
+ * per-entry work (downstream headers) be reused. Any change in Redis (a new response, a soft
+ * purge rewriting invalidatedAt) changes the bytes, and so is decoded afresh. Bounded in bytes.
+ */
+class DecodedEntries {
+  #byKey = new Map<string, { raw: Buffer, entry: CacheEntry }>()
+  #bytes = 0
+  readonly #maxBytes: number
+
+  constructor (maxBytes = 32 * 1024 * 1024) {
+    this.#maxBytes = maxBytes
+  }
+
+  read (url: CacheKey, variant: string, raw: Buffer | null): CacheEntry | null {
+    if (raw === null) return null
+    const id = `${url}\n${variant}`
+    const known = this.#byKey.get(id)
+    if (known !== undefined && known.raw.equals(raw)) return known.entry
+    const entry = readEntry(url, raw)
+    if (entry === null || raw.length > this.#maxBytes / 64) return entry
+    if (this.#bytes + raw.length > this.#maxBytes) {
+      this.#byKey = new Map()
+      this.#bytes = 0
+    }
+    if (known !== undefined) this.#bytes -= known.raw.length
+    for (const value of Object.values(entry.headers)) if (Array.isArray(value)) Object.freeze(value)
+    Object.freeze(entry.headers)
+    Object.freeze(entry.vary)
+    Object.freeze(entry.tags)
+    Object.freeze(entry)
+    this.#byKey.set(id, { raw, entry })
+    this.#bytes += raw.length
+    return entry
+  }
 }
