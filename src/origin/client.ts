@@ -1,6 +1,9 @@
 /**
  * The gateway's own origin fetches: one undici Pool per route, with separate connect,
- * headers and body timeouts, and a cap on connections. Errors are mapped to the catalogue
+ * headers and body timeouts (body: the longest pause between chunks), an optional deadline
+ * for the whole response (timeouts.total), and a cap on connections shared with
+ * pass-through. undici checks its headers and body timers about once a second, so those
+ * fire up to ~1 s late; the total deadline is exact. Errors are mapped to the catalogue
  * (502 unreachable or malformed, 504 timeout). Idempotent requests are retried once on a
  * connection error that happened before any response byte arrived, never after.
  */
