@@ -152,13 +152,15 @@ export class CircuitBreaker {
   }
 
   #settle (verdict: Verdict, probe: boolean, generation: number, cause: unknown): void {
+    // A call admitted before the last opening or closing (a probe overtaken by a later one too).
+    if (generation !== this.#generation) return
     if (probe) {
       // A neutral probe (bad input, or another breaker refused it) proves nothing: wait again.
       if (verdict === 'success') this.#close()
       else this.#open(cause)
       return
     }
-    if (generation !== this.#generation || this.#state !== 'closed') return
+    if (this.#state !== 'closed') return
     if (verdict === 'success') {
       this.#failures = 0
     } else if (verdict === 'failure') {

@@ -125,6 +125,21 @@ t.test('a probe that never settles does not keep the breaker half-open for ever'
   t.equal(b.state, 'closed')
 })
 
+t.test('a probe overtaken by a later one does not reopen the breaker the later one closed', async (t) => {
+  const clock = new ManualClock()
+  const b = breaker(clock)
+  for (let i = 0; i < 3; i++) await fail(b)
+  clock.advance(1000)
+  let failFirst: (err: Error) => void = () => undefined
+  const first = b.run(async () => await new Promise((_resolve, reject) => { failFirst = reject })).catch(() => undefined)
+  clock.advance(1000)
+  t.equal(await ok(b), 'ok', 'a second probe a cool-down later succeeds')
+  t.equal(b.state, 'closed')
+  failFirst(timedOut())
+  await first
+  t.equal(b.state, 'closed', 'the first probe failing late changes nothing')
+})
+
 t.test('bad input is neither a failure nor a success', async (t) => {
   const clock = new ManualClock()
   const b = breaker(clock)
