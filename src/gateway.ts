@@ -107,7 +107,9 @@ function makeBackend (config: GatewayConfig, clock: Clock, logger: Logger): Back
     ...(config.redis.url !== undefined ? { url: config.redis.url } : {}),
     ...(config.redis.cluster.length > 0 ? { cluster: [...config.redis.cluster] } : {})
   }
-  const client = createRedisClient({ ...target, commandTimeout: config.redis.commandTimeout })
+  // Reads are timed by the guard (redis.commandTimeout, tolerant of a busy event loop, see
+  // withDeadline in store/breaker.ts); the client's own timeout is only a safety net.
+  const client = createRedisClient({ ...target, commandTimeout: Math.max(config.redis.commandTimeout * 10, 1000) })
   // Writes get a connection of their own and a longer timeout: a large body on its way to
   // Redis neither holds up the lookups behind it nor gets cut short by the read timeout.
   const writer = createRedisClient({ ...target, commandTimeout: config.redis.writeTimeout })
@@ -124,6 +126,7 @@ function makeBackend (config: GatewayConfig, clock: Clock, logger: Logger): Back
     ...config.redis.breaker,
     // One command timeout: the timeouts of one event-loop stall all fire at once (see breaker.ts).
     span: config.redis.commandTimeout,
+    readTimeout: config.redis.commandTimeout,
     // Real time even under a test's manual clock: the breaker measures real I/O.
     clock: systemClock,
     onChange: (breaker, state, previous, cause) => {

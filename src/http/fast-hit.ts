@@ -17,7 +17,7 @@ import type { RouteMatcher } from '../config/routes.ts'
 import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import type { RequestOutcome } from '../observability/events.ts'
 import type { Store, StoreLookup } from '../store/store.ts'
-import { ignoreFor } from './proxy.ts'
+import { hostFields, ignoreFor } from './proxy.ts'
 import { headersOfEntry, VIA } from './respond.ts'
 
 export interface FastHitDeps {
@@ -95,7 +95,8 @@ export class FastHit {
     const h = req.headers
     const host = h.host
     const target = req.url
-    if (!this.#enabled || (method !== 'GET' && method !== 'HEAD') || host === undefined || target === undefined || !plain(h)) {
+    // Several Host fields get a 400 on the full path (RFC 9112 §3.2): never a hit here.
+    if (!this.#enabled || (method !== 'GET' && method !== 'HEAD') || host === undefined || target === undefined || !plain(h) || hostFields(req.rawHeaders) !== 1) {
       fallback(req, res)
       return
     }

@@ -90,7 +90,7 @@ export function forwardHeaders (headers: IncomingHttpHeaders, route: RouteConfig
 }
 
 /** How many Host fields the request carried (Node's parsed headers keep only the first). */
-function hostFields (rawHeaders: readonly string[]): number {
+export function hostFields (rawHeaders: readonly string[]): number {
   let n = 0
   for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]?.length === 4 && rawHeaders[i]?.toLowerCase() === 'host') n++
   return n

@@ -199,14 +199,59 @@ export interface StoreGuardOptions {
   span?: number
   clock: Clock
   onChange?: (breaker: string, state: BreakerState, previous: BreakerState, cause: unknown) => void
+  /**
+   * Deadline for a read (ms), measured so that a busy event loop does not fail a reply that
+   * has arrived but not yet been read (see `withDeadline`). The client's own command timeout
+   * should then be a longer safety net.
+   */
+  readTimeout?: number
+}
+
+/** A read that got no answer within its deadline. */
+export class ReadTimeoutError extends Error {
+  constructor (ms: number) {
+    super(`Command timed out (no reply within ${ms} ms)`)
+    this.name = 'ReadTimeoutError'
+  }
+}
+
+/**
+ * Races a call against a deadline without punishing a busy event loop. A plain timer fires in
+ * the timers phase, before the poll phase reads the sockets: under load the reply may already
+ * be waiting, unread. So when the timer fires this waits one setImmediate (which runs after the
+ * poll phase has read every socket that was ready) and fails the call only if it is still
+ * unanswered then: a timeout means "no reply in time", not "reply not yet read".
+ */
+export async function withDeadline<T> (call: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  let settled = false
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      setImmediate(() => {
+        if (!settled) reject(new ReadTimeoutError(ms))
+      })
+    }, ms)
+  })
+  try {
+    return await Promise.race([call, deadline])
+  } finally {
+    settled = true
+    clearTimeout(timer)
+  }
+}
+
+async function withDeadlineIf<T> (ms: number | undefined, call: Promise<T>): Promise<T> {
+  return ms === undefined ? await call : await withDeadline(call, ms)
 }
 
 /** The two breakers of one Redis, and wrappers that put them in front of its store, locks and bus. */
 export class StoreGuard {
   readonly reads: CircuitBreaker
   readonly writes: CircuitBreaker
+  readonly #readTimeout: number | undefined
 
   constructor (o: StoreGuardOptions) {
+    this.#readTimeout = o.readTimeout
     const common = { failures: o.failures, cooldown: o.cooldown, clock: o.clock, ...(o.span !== undefined ? { span: o.span } : {}) }
     this.reads = new CircuitBreaker({
       ...common,
@@ -224,6 +269,10 @@ export class StoreGuard {
     })
   }
 
+  get readTimeout (): number | undefined {
+    return this.#readTimeout
+  }
+
   /** The state to report: open when either breaker is open. */
   get state (): { reads: BreakerState, writes: BreakerState } {
     return { reads: this.reads.state, writes: this.writes.state }
@@ -231,6 +280,12 @@ export class StoreGuard {
 
   async read<T> (call: () => Promise<T>): Promise<T> {
     return await this.reads.run(call)
+  }
+
+  /** A read on the request path (lookup, lock, publish): bounded by `readTimeout`. */
+  async quick<T> (call: () => Promise<T>): Promise<T> {
+    const ms = this.#readTimeout
+    return await this.reads.run(ms === undefined ? call : async () => await withDeadline(call(), ms))
   }
 
   async write<T> (call: () => Promise<T>): Promise<T> {
@@ -263,11 +318,11 @@ class GuardedStore implements Store {
   }
 
   async lookup (url: CacheKey): Promise<StoreLookup> {
-    return await this.#guard.read(async () => await this.#inner.lookup(url))
+    return await this.#guard.quick(async () => await this.#inner.lookup(url))
   }
 
   async getVariant (url: CacheKey, variant: VariantId): Promise<CacheEntry | null> {
-    return await this.#guard.read(async () => await this.#inner.getVariant(url, variant))
+    return await this.#guard.quick(async () => await this.#inner.getVariant(url, variant))
   }
 
   async put (url: CacheKey, variant: VariantId, entry: CacheEntry, options: PutOptions): Promise<void> {
@@ -314,15 +369,15 @@ class GuardedLocks implements Locks {
   }
 
   async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number, token?: string): Promise<string | null> {
-    return await this.#guard.write(async () => await this.#inner.acquire(url, purpose, variant, ttlMs, token))
+    return await this.#guard.write(async () => await withDeadlineIf(this.#guard.readTimeout, this.#inner.acquire(url, purpose, variant, ttlMs, token)))
   }
 
   async release (url: CacheKey, purpose: LockPurpose, variant: string, token: string): Promise<boolean> {
-    return await this.#guard.read(async () => await this.#inner.release(url, purpose, variant, token))
+    return await this.#guard.quick(async () => await this.#inner.release(url, purpose, variant, token))
   }
 
   async held (url: CacheKey, purpose: LockPurpose, variant: string): Promise<boolean> {
-    return await this.#guard.read(async () => await this.#inner.held(url, purpose, variant))
+    return await this.#guard.quick(async () => await this.#inner.held(url, purpose, variant))
   }
 }
 
@@ -337,7 +392,7 @@ class GuardedBus implements Bus {
   }
 
   async publish (channel: string, message: string): Promise<void> {
-    await this.#guard.read(async () => await this.#inner.publish(channel, message))
+    await this.#guard.quick(async () => await this.#inner.publish(channel, message))
   }
 
   async subscribe (channel: string, handler: (message: string) => void): Promise<void> {
