@@ -107,9 +107,9 @@ function makeBackend (config: GatewayConfig, clock: Clock, logger: Logger): Back
     ...(config.redis.url !== undefined ? { url: config.redis.url } : {}),
     ...(config.redis.cluster.length > 0 ? { cluster: [...config.redis.cluster] } : {})
   }
-  // Reads are timed by the guard (redis.commandTimeout, tolerant of a busy event loop, see
-  // withDeadline in store/breaker.ts); the client's own timeout is only a safety net.
-  const client = createRedisClient({ ...target, commandTimeout: Math.max(config.redis.commandTimeout * 10, 1000) })
+  // Reads are timed by the guard (redis.commandTimeout, tolerant of a busy event loop: see
+  // Deadlines in store/breaker.ts), so this client arms no timer per command.
+  const client = createRedisClient({ ...target, commandTimeout: undefined })
   // Writes get a connection of their own and a longer timeout: a large body on its way to
   // Redis neither holds up the lookups behind it nor gets cut short by the read timeout.
   const writer = createRedisClient({ ...target, commandTimeout: config.redis.writeTimeout })

@@ -216,32 +216,68 @@ export class ReadTimeoutError extends Error {
 }
 
 /**
- * Races a call against a deadline without punishing a busy event loop. A plain timer fires in
- * the timers phase, before the poll phase reads the sockets: under load the reply may already
- * be waiting, unread. So when the timer fires this waits one setImmediate (which runs after the
- * poll phase has read every socket that was ready) and fails the call only if it is still
- * unanswered then: a timeout means "no reply in time", not "reply not yet read".
+ * Deadlines for calls, without punishing a busy event loop and without a timer per call. A
+ * plain timer fires in the timers phase, before the poll phase reads the sockets: under load a
+ * reply may already be waiting, unread. So an expired call is failed from a setImmediate, which
+ * runs after the poll phase has read every socket that was ready: a timeout means "no reply in
+ * time", not "reply not yet read". One interval per instance sweeps the pending calls (a timer
+ * per call costs more than the lookup it guards); it is unref'd and stops when nothing waits.
  */
-export async function withDeadline<T> (call: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  let settled = false
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      setImmediate(() => {
-        if (!settled) reject(new ReadTimeoutError(ms))
-      })
-    }, ms)
-  })
-  try {
-    return await Promise.race([call, deadline])
-  } finally {
-    settled = true
-    clearTimeout(timer)
-  }
-}
+export class Deadlines {
+  readonly #pending = new Set<{ at: number, expire: () => void }>()
+  #timer: NodeJS.Timeout | undefined
+  readonly #tick: number
 
-async function withDeadlineIf<T> (ms: number | undefined, call: Promise<T>): Promise<T> {
-  return ms === undefined ? await call : await withDeadline(call, ms)
+  /** `tick`: how often deadlines are checked (ms): a call fails between `ms` and `ms + tick` after it started. */
+  constructor (tick: number) {
+    this.#tick = Math.max(1, tick)
+  }
+
+  async run<T> (call: Promise<T>, ms: number): Promise<T> {
+    return await new Promise<T>((resolve, reject) => {
+      let done = false
+      const item = {
+        at: performance.now() + ms,
+        expire: () => {
+          if (done) return
+          done = true
+          reject(new ReadTimeoutError(ms))
+        }
+      }
+      this.#pending.add(item)
+      if (this.#timer === undefined) {
+        this.#timer = setInterval(() => this.#sweep(), this.#tick)
+        this.#timer.unref()
+      }
+      call.then((value) => {
+        this.#pending.delete(item)
+        if (done) return
+        done = true
+        resolve(value)
+      }, (err: unknown) => {
+        this.#pending.delete(item)
+        if (done) return
+        done = true
+        reject(err instanceof Error ? err : new Error(String(err)))
+      })
+    })
+  }
+
+  #sweep (): void {
+    const now = performance.now()
+    const expired: Array<{ expire: () => void }> = []
+    for (const item of this.#pending) {
+      if (item.at <= now) {
+        expired.push(item)
+        this.#pending.delete(item)
+      }
+    }
+    if (expired.length > 0) setImmediate(() => { for (const item of expired) item.expire() })
+    if (this.#pending.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer)
+      this.#timer = undefined
+    }
+  }
 }
 
 /** The two breakers of one Redis, and wrappers that put them in front of its store, locks and bus. */
@@ -249,9 +285,11 @@ export class StoreGuard {
   readonly reads: CircuitBreaker
   readonly writes: CircuitBreaker
   readonly #readTimeout: number | undefined
+  readonly #deadlines: Deadlines
 
   constructor (o: StoreGuardOptions) {
     this.#readTimeout = o.readTimeout
+    this.#deadlines = new Deadlines(Math.min(10, (o.readTimeout ?? 50) / 5))
     const common = { failures: o.failures, cooldown: o.cooldown, clock: o.clock, ...(o.span !== undefined ? { span: o.span } : {}) }
     this.reads = new CircuitBreaker({
       ...common,
@@ -278,14 +316,26 @@ export class StoreGuard {
     return { reads: this.reads.state, writes: this.writes.state }
   }
 
+  /** A longer call (index reads, deletes): bounded by ten read timeouts, at least a second. */
   async read<T> (call: () => Promise<T>): Promise<T> {
-    return await this.reads.run(call)
+    const ms = this.#readTimeout
+    return await this.reads.run(ms === undefined ? call : async () => await this.#deadlines.run(call(), Math.max(ms * 10, 1000)))
   }
 
   /** A read on the request path (lookup, lock, publish): bounded by `readTimeout`. */
   async quick<T> (call: () => Promise<T>): Promise<T> {
     const ms = this.#readTimeout
-    return await this.reads.run(ms === undefined ? call : async () => await withDeadline(call(), ms))
+    return await this.reads.run(ms === undefined ? call : async () => await this.#deadlines.run(call(), ms))
+  }
+
+  /** A request-path write that must be as prompt as a read (lock acquisition). */
+  async quickWrite<T> (call: () => Promise<T>): Promise<T> {
+    return await this.write(async () => await this.quickCall(call))
+  }
+
+  async quickCall<T> (call: () => Promise<T>): Promise<T> {
+    const ms = this.#readTimeout
+    return ms === undefined ? await call() : await this.#deadlines.run(call(), ms)
   }
 
   async write<T> (call: () => Promise<T>): Promise<T> {
@@ -369,7 +419,7 @@ class GuardedLocks implements Locks {
   }
 
   async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number, token?: string): Promise<string | null> {
-    return await this.#guard.write(async () => await withDeadlineIf(this.#guard.readTimeout, this.#inner.acquire(url, purpose, variant, ttlMs, token)))
+    return await this.#guard.quickWrite(async () => await this.#inner.acquire(url, purpose, variant, ttlMs, token))
   }
 
   async release (url: CacheKey, purpose: LockPurpose, variant: string, token: string): Promise<boolean> {

@@ -28,8 +28,8 @@ export interface RedisClientOptions {
   url?: string
   /** Seed nodes of a Redis Cluster, as "host:port" or redis:// URLs. */
   cluster?: string[]
-  /** Milliseconds a command may take before it rejects. */
-  commandTimeout: number
+  /** Milliseconds a command may take before it rejects; undefined: the caller times its calls. */
+  commandTimeout: number | undefined
 }
 
 const CONNECT_TIMEOUT_MS = 2000
@@ -51,7 +51,7 @@ function backoff (attempt: number): number {
  */
 export function createRedisClient (options: RedisClientOptions): Redis | Cluster {
   const { url, cluster, commandTimeout } = options
-  if (!Number.isFinite(commandTimeout) || commandTimeout <= 0) {
+  if (commandTimeout !== undefined && (!Number.isFinite(commandTimeout) || commandTimeout <= 0)) {
     throw new RangeError(`commandTimeout must be a positive number of ms, got ${String(commandTimeout)}`)
   }
   if (url !== undefined && cluster !== undefined) {
@@ -59,7 +59,7 @@ export function createRedisClient (options: RedisClientOptions): Redis | Cluster
   }
   const connection = {
     maxRetriesPerRequest: 1,
-    commandTimeout,
+    ...(commandTimeout !== undefined ? { commandTimeout } : {}),
     connectTimeout: CONNECT_TIMEOUT_MS
   } satisfies RedisOptions
   if (cluster !== undefined) {
