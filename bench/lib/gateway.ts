@@ -1,12 +1,16 @@
 /**
- * cachegate as a separate process, the way it runs in production: `node --import tsx
- * src/main.ts --config FILE --port N` with LOG_LEVEL=warn (the per-request line is at info),
+ * cachegate as a separate process, the way it runs in production: `node dist/src/main.js
+ * --config FILE --port N` (compiled once per run) with LOG_LEVEL=warn (the per-request line is at info),
  * from a temporary routes file.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort, HOST, spawnNode, type Proc } from './processes.ts'
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { freePort, HOST, spawnCompiled, type Proc } from './processes.ts'
+
+const ROOT_DIR = fileURLToPath(new URL('../../', import.meta.url))
 
 export interface GatewayProcOptions {
   name: string
@@ -71,6 +75,19 @@ export function summarizeWarnings (lines: string[]): string {
   return [...counts].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([k, n]) => `${n}× ${k}`).join('; ')
 }
 
+let built = false
+/**
+ * The gateway as production runs it (the Dockerfile's `node dist/src/main.js`): compiled once
+ * per benchmark run with the project's own `npm run build`, so no TypeScript loader is measured.
+ */
+function builtMain (): string {
+  if (!built) {
+    execFileSync(process.execPath, [join(ROOT_DIR, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT_DIR, 'tsconfig.build.json')], { cwd: ROOT_DIR, stdio: 'inherit' })
+    built = true
+  }
+  return 'dist/src/main.js'
+}
+
 export async function startGateway (o: GatewayProcOptions): Promise<GatewayProc> {
   const file = join(dir, `gateway-${++files}.yaml`)
   writeFileSync(file, JSON.stringify(gatewayConfig(o), null, 2))
@@ -78,9 +95,9 @@ export async function startGateway (o: GatewayProcOptions): Promise<GatewayProc>
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort()
     try {
-      const proc = await spawnNode({
+      const proc = await spawnCompiled({
         name: o.name,
-        script: 'src/main.ts',
+        script: builtMain(),
         args: ['--config', file, '--port', String(port), '--host', HOST],
         ...(o.nodeArgs !== undefined ? { nodeArgs: o.nodeArgs } : {}),
         cpus: o.cpus,

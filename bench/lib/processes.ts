@@ -210,6 +210,11 @@ export async function spawnProc (o: SpawnOptions): Promise<Proc> {
   return proc
 }
 
+/** `node <script>` for a compiled script (dist/…), in the project root. */
+export async function spawnCompiled (o: Omit<SpawnOptions, 'command' | 'args'> & { script: string, args?: string[], nodeArgs?: string[] }): Promise<Proc> {
+  return await spawnProc({ ...o, command: process.execPath, args: [...(o.nodeArgs ?? []), o.script, ...(o.args ?? [])] })
+}
+
 /** `node --import tsx <script>` in the project root. */
 export async function spawnNode (o: Omit<SpawnOptions, 'command' | 'args'> & { script: string, args?: string[], nodeArgs?: string[] }): Promise<Proc> {
   return await spawnProc({ ...o, command: process.execPath, args: [...(o.nodeArgs ?? []), '--import', 'tsx', o.script, ...(o.args ?? [])] })
