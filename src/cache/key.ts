@@ -96,6 +96,17 @@ export function removeDotSegments (path: string): string {
   return joined.startsWith('/') ? joined : '/' + joined
 }
 
+const matchers = new WeakMap<readonly string[], (name: string) => boolean>()
+/** globMatcher, compiled once per list (a route's frozen `key.ignoreQuery`). */
+export function ignoreMatcher (globs: readonly string[]): (name: string) => boolean {
+  let m = matchers.get(globs)
+  if (m === undefined) {
+    m = globMatcher(globs)
+    matchers.set(globs, m)
+  }
+  return m
+}
+
 /** Compiles `utm_*`-style globs into one matcher. */
 export function globMatcher (globs: readonly string[]): (name: string) => boolean {
   if (globs.length === 0) return () => false

@@ -10,7 +10,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
 import { HOP_BY_HOP, single } from '../cache/headers.ts'
 import { invalidationTargets, isUnsafe } from '../cache/invalidate.ts'
-import { globMatcher, normalizeRequestUrl, type CacheKey } from '../cache/key.ts'
+import { ignoreMatcher, normalizeRequestUrl, type CacheKey } from '../cache/key.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
@@ -60,14 +60,9 @@ declare module 'fastify' {
   }
 }
 
-const ignoreMatchers = new WeakMap<RouteConfig, (name: string) => boolean>()
+/** The route's ignoreQuery matcher (compiled once per route). */
 export function ignoreFor (route: RouteConfig): (name: string) => boolean {
-  let m = ignoreMatchers.get(route)
-  if (m === undefined) {
-    m = globMatcher(route.key.ignoreQuery)
-    ignoreMatchers.set(route, m)
-  }
-  return m
+  return ignoreMatcher(route.key.ignoreQuery)
 }
 
 /** The headers sent to the origin for a client request. */

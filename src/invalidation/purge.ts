@@ -8,7 +8,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import { setTimeout as delay } from 'node:timers/promises'
-import { globMatcher, normalizeAbsoluteUrl, originOf, type CacheKey } from '../cache/key.ts'
+import { ignoreMatcher, normalizeAbsoluteUrl, originOf, type CacheKey } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { RouteConfig } from '../config/types.ts'
@@ -166,15 +166,9 @@ function splitQuery (url: string): [string, string | undefined] {
   return q === -1 ? [url, undefined] : [url.slice(0, q), url.slice(q + 1)]
 }
 
-const ignoreMatchers = new WeakMap<RouteConfig, (name: string) => boolean>()
-/** The route's ignoreQuery matcher, compiled once per route object. */
+/** The route's ignoreQuery matcher (compiled once per route). */
 export function ignoreFor (route: RouteConfig): (name: string) => boolean {
-  let m = ignoreMatchers.get(route)
-  if (m === undefined) {
-    m = globMatcher(route.key.ignoreQuery)
-    ignoreMatchers.set(route, m)
-  }
-  return m
+  return ignoreMatcher(route.key.ignoreQuery)
 }
 
 /** The route that serves a stored URL, and the path and query forwarded for it. */

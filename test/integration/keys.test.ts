@@ -2,11 +2,11 @@
 // different resources never share, and route key headers and cookies separate entries.
 import t from 'tap'
 import type { Test } from 'tap'
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { startOrigin } from '../helpers/origin.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { withGateway, type GatewayHandle, type GatewayOptions } from '../helpers/gateway.ts'
 import { startRedis } from '../helpers/redis.ts'
+import { rawGet } from '../helpers/raw.ts'
 
 type StoreKind = 'memory' | 'redis'
 
@@ -17,21 +17,6 @@ let prefixes = 0
 async function gateway (t: Test, kind: StoreKind, options: GatewayOptions): Promise<GatewayHandle> {
   if (kind === 'memory') return await withGateway(t, options)
   return await withGateway(t, { ...options, config: { ...options.config, redis: { url: redis.url, keyPrefix: `keys${++prefixes}:` } } })
-}
-
-/** A GET with the request target exactly as written (undici's URL parsing would normalize it first). */
-async function rawGet (base: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number, headers: IncomingHttpHeaders, body: string }> {
-  const { hostname, port } = new URL(base)
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest({ host: hostname, port, path, method: 'GET', headers, agent: false }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end()
-  })
 }
 
 /** Answers `<url> #<n>` (cacheable), so a body shows which origin request produced it. */
