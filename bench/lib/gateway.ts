@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { freePort, HOST, spawnCompiled, type Proc } from './processes.ts'
+import { freePort, HOST, spawnCompiled, spawnNode, type Proc } from './processes.ts'
 
 const ROOT_DIR = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -26,6 +26,8 @@ export interface GatewayProcOptions {
   cpus?: string
   /** Extra node flags (e.g. --cpu-prof). */
   nodeArgs?: string[]
+  /** The route keeps hot entries in instance memory in front of Redis (`l1: true`). */
+  l1?: boolean
 }
 
 export interface GatewayProc {
@@ -51,7 +53,7 @@ export function gatewayConfig (o: GatewayProcOptions): Record<string, unknown> {
       : {}),
     ...(o.cache !== undefined ? { cache: o.cache } : {}),
     shutdownTimeout: '5s',
-    routes: [{ name: 'bench', path: '/', origin: o.origin }]
+    routes: [{ name: 'bench', path: '/', origin: o.origin, ...(o.l1 === true ? { l1: true } : {}) }]
   }
 }
 
@@ -95,9 +97,11 @@ export async function startGateway (o: GatewayProcOptions): Promise<GatewayProc>
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort()
     try {
-      const proc = await spawnCompiled({
+      // BENCH_GATEWAY=tsx runs src/main.ts through tsx instead (as `npm start` does).
+      const spawn = process.env.BENCH_GATEWAY === 'tsx' ? spawnNode : spawnCompiled
+      const proc = await spawn({
         name: o.name,
-        script: builtMain(),
+        script: process.env.BENCH_GATEWAY === 'tsx' ? 'src/main.ts' : builtMain(),
         args: ['--config', file, '--port', String(port), '--host', HOST],
         ...(o.nodeArgs !== undefined ? { nodeArgs: o.nodeArgs } : {}),
         cpus: o.cpus,
