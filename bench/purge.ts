@@ -57,14 +57,14 @@ async function startInstance (name: string, file: string): Promise<Instance> {
   return { name, url, adminUrl: `http://${HOST}:${adminPort}`, pool: new Pool(url, { connections: 4 }), proc }
 }
 
-interface Got { status: number, hit: boolean, ms: number }
+interface Got { status: number, hit: boolean, ms: number, cacheStatus: string }
 
 async function get (gw: Instance, path: string): Promise<Got> {
   const started = performance.now()
   const res = await gw.pool.request({ method: 'GET', path, headers: { host: PUBLIC_HOST } })
   await res.body.arrayBuffer()
   const field = String(res.headers['cache-status'] ?? '')
-  return { status: res.statusCode, hit: /^cachegate; hit(;|$)/.test(field) && !field.includes('fwd='), ms: performance.now() - started }
+  return { status: res.statusCode, hit: /^cachegate; hit(;|$)/.test(field) && !field.includes('fwd='), ms: performance.now() - started, cacheStatus: field }
 }
 
 async function purge (gw: Instance, body: unknown): Promise<{ status: number, body: { purged?: number, marked?: number, durationMs?: number }, ms: number }> {
@@ -215,12 +215,14 @@ export async function main (): Promise<void> {
       t0 = performance.now()
       const purging = purge(a, { urls: [`http://${PUBLIC_HOST}${path}`] })
       let seen = 0
+      // Bounded: past l1MaxTtl (5 s) plus a margin, B still serving the purged entry is a failure.
       for (;;) {
         const r = await get(b, path)
         if (!r.hit) {
           seen = performance.now() - t0
           break
         }
+        if (performance.now() - t0 > 10_000) throw new Error(`${path}: B still served the purged entry 10 s after the purge (Cache-Status: ${r.cacheStatus})`)
       }
       const p = await purging
       if (p.status !== 200) throw new Error(`purge answered ${p.status}: ${JSON.stringify(p.body)}`)
