@@ -103,6 +103,8 @@ export class ReadThrough {
   readonly #refreshing = new Set<string>()
   /** Misses deciding (through the cluster lock) who fetches, by flight key. */
   readonly #gates = new Map<string, Promise<Gate>>()
+  /** Fill locks this instance holds (or held and could not release), until their TTL, in real time. */
+  readonly #ownFills = new Map<string, number>()
   /** Waiters for another instance's fill, by flight key. */
   readonly #fillWaiters = new Map<string, Set<(stored: boolean | undefined) => void>>()
   readonly #random: () => number
@@ -484,7 +486,12 @@ export class ReadThrough {
         try {
           stored = await outcome
         } finally {
-          await this.#o.locks.release(req.key, 'fill', lockVariant, held).catch((err: unknown) => this.#o.onStoreError('unlock', err))
+          const released = await this.#o.locks.release(req.key, 'fill', lockVariant, held).then(() => true, (err: unknown) => {
+            this.#o.onStoreError('unlock', err)
+            return false
+          })
+          // A lock we could not release stays ours until its TTL: our own later misses must not wait on it.
+          if (released) this.#ownFills.delete(flightKey)
           await this.#o.bus.publish(this.#o.fillChannel, JSON.stringify({ k: flightKey, s: stored })).catch((err: unknown) => this.#o.onStoreError('publish', err))
         }
       })
@@ -604,6 +611,11 @@ export class ReadThrough {
     }
   }
 
+  #own (flightKey: string): void {
+    if (this.#ownFills.size >= 10_000) this.#ownFills.clear() // bounded: stale records only cost a wait
+    this.#ownFills.set(flightKey, performance.now() + this.#o.cache.coalesceWait)
+  }
+
   /** Who fetches this key: this instance (when it takes the fill lock) or another one it waits for. */
   async #gate (req: CacheRequest, flightKey: string, lockVariant: string): Promise<Gate> {
     if (this.#o.cache.coalesceWait <= 0) return { kind: 'lead', token: undefined }
@@ -615,9 +627,20 @@ export class ReadThrough {
       // The lock may or may not have been taken (a timed-out reply): lead, and release and
       // announce with our token afterwards, so nobody elsewhere waits out the lock's TTL.
       this.#o.onStoreError('lock', err)
+      this.#own(flightKey)
       return { kind: 'lead', token: mine }
     }
-    if (token !== null) return { kind: 'lead', token }
+    if (token !== null) {
+      this.#own(flightKey)
+      return { kind: 'lead', token }
+    }
+    // Held by this instance (a fill finishing, or one whose release failed): nothing to wait for
+    // elsewhere; look in the store, and fetch if it is not there.
+    const own = this.#ownFills.get(flightKey)
+    if (own !== undefined) {
+      if (own > performance.now()) return { kind: 'filled', stored: undefined }
+      this.#ownFills.delete(flightKey)
+    }
     return { kind: 'filled', stored: await this.#waitForFill(req, flightKey, lockVariant) }
   }
 
