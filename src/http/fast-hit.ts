@@ -17,7 +17,7 @@ import type { RouteMatcher } from '../config/routes.ts'
 import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import type { RequestOutcome } from '../observability/events.ts'
 import type { Store, StoreLookup } from '../store/store.ts'
-import { hostFields, ignoreFor } from './proxy.ts'
+import { hostFields, ignoreFor } from './request-fields.ts'
 import { headersOfEntry, VIA } from './respond.ts'
 
 export interface FastHitDeps {

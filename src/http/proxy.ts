@@ -10,7 +10,8 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
 import { HOP_BY_HOP, single } from '../cache/headers.ts'
 import { invalidationTargets, isUnsafe } from '../cache/invalidate.ts'
-import { ignoreMatcher, normalizeRequestUrl, type CacheKey } from '../cache/key.ts'
+import { normalizeRequestUrl, type CacheKey } from '../cache/key.ts'
+import { hostFields, ignoreFor } from './request-fields.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
@@ -60,11 +61,6 @@ declare module 'fastify' {
   }
 }
 
-/** The route's ignoreQuery matcher (compiled once per route). */
-export function ignoreFor (route: RouteConfig): (name: string) => boolean {
-  return ignoreMatcher(route.key.ignoreQuery)
-}
-
 /** The headers sent to the origin for a client request. */
 export function forwardHeaders (headers: IncomingHttpHeaders, route: RouteConfig, clientIp: string, scheme: string, host: string): Record<string, string | string[]> {
   const listed = new Set((single(headers.connection) ?? '').split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== ''))
@@ -82,13 +78,6 @@ export function forwardHeaders (headers: IncomingHttpHeaders, route: RouteConfig
   const via = single(headers.via)
   out.via = via !== undefined ? `${via}, ${VIA}` : VIA
   return out
-}
-
-/** How many Host fields the request carried (Node's parsed headers keep only the first). */
-export function hostFields (rawHeaders: readonly string[]): number {
-  let n = 0
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]?.length === 4 && rawHeaders[i]?.toLowerCase() === 'host') n++
-  return n
 }
 
 /** Counts request body bytes for pass-through and fails past the limit (chunked bodies too). */

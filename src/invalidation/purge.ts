@@ -166,11 +166,6 @@ function splitQuery (url: string): [string, string | undefined] {
   return q === -1 ? [url, undefined] : [url.slice(0, q), url.slice(q + 1)]
 }
 
-/** The route's ignoreQuery matcher (compiled once per route). */
-export function ignoreFor (route: RouteConfig): (name: string) => boolean {
-  return ignoreMatcher(route.key.ignoreQuery)
-}
-
 /** The route that serves a stored URL, and the path and query forwarded for it. */
 export function routeOfKey (routes: RouteMatcher, key: CacheKey): { route: RouteConfig, path: string } | undefined {
   const origin = originOf(key)
@@ -293,7 +288,7 @@ export class Purger {
       const plain = normalizeAbsoluteUrl(url)
       if (!plain.ok) continue // parsePurgeRequest refused it already
       const route = routes.match(plain.authority, plain.pathAndQuery)
-      const n = route === undefined ? plain : normalizeAbsoluteUrl(url, ignoreFor(route))
+      const n = route === undefined ? plain : normalizeAbsoluteUrl(url, ignoreMatcher(route.key.ignoreQuery))
       if (n.ok) for (const k of bothSchemes(n.key)) out.add(k as CacheKey)
     }
 
