@@ -256,8 +256,16 @@ export class MeteredStore implements Store {
     return entry
   }
 
-  async lookup (url: CacheKey): Promise<StoreLookup> {
-    return await this.#timed('lookup', async () => await this.#store.lookup(url))
+  /** The hot read: timed by chaining on the store's promise rather than through #timed's async frames. */
+  lookup (url: CacheKey): Promise<StoreLookup> {
+    const start = performance.now()
+    return this.#store.lookup(url).then((result) => {
+      this.#metrics.storeOperation('lookup', (performance.now() - start) / 1000, false)
+      return result
+    }, (err: unknown) => {
+      this.#metrics.storeOperation('lookup', (performance.now() - start) / 1000, true)
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)))
+    })
   }
 
   async getVariant (url: CacheKey, variant: VariantId): Promise<CacheEntry | null> {
