@@ -192,8 +192,17 @@ export function normalizeAbsoluteUrl (url: string, ignore?: (name: string) => bo
   return normalizeRequestUrl({ scheme, host, target }, ignore)
 }
 
-/** The scheme://authority part of a key, for per-origin indexes. */
-export function originOf (key: CacheKey): string {
-  const slash = key.indexOf('/', key.indexOf('://') + 3)
-  return slash === -1 ? key : key.slice(0, slash)
+/**
+ * The origin (scheme://host[:port]) of a normalized absolute URL: the text up to the start of
+ * its path, query or fragment, taken from the key itself rather than re-parsed, so per-origin
+ * indexes always agree with the key's spelling. Shared by every store and the purge.
+ */
+export function originOf (url: string): string {
+  const authority = url.indexOf('://')
+  const from = authority === -1 ? 0 : authority + 3
+  for (let i = from; i < url.length; i++) {
+    const c = url.charCodeAt(i)
+    if (c === 0x2f || c === 0x3f || c === 0x23) return url.slice(0, i) // '/', '?', '#'
+  }
+  return url
 }

@@ -6,7 +6,7 @@
  */
 import { deltaSeconds, type Directives } from './cache-control.ts'
 import type { CacheEntry } from './entry.ts'
-import { currentAge } from './freshness.ts'
+import { currentAge, retention } from './freshness.ts'
 
 export interface RequestDirectives {
   /** The request's Cache-Control (Pragma: no-cache already folded in, §5.4). */
@@ -114,4 +114,12 @@ export function refreshAheadDue (entry: Pick<CacheEntry, 'freshness'>, ttl: numb
   const window = Math.max(1000, entry.freshness * 0.1)
   if (ttl <= 0 || ttl >= window) return false
   return random < 1 - ttl / window
+}
+
+/**
+ * Past freshness and both stale windows (plus the route's `keep` for entries with a
+ * validator) an entry is gone, whatever the store's own garbage-collection TTL says.
+ */
+export function outlived (entry: CacheEntry, now: number, keep: number): boolean {
+  return now > entry.responseTime + retention(entry, keep)
 }

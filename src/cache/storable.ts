@@ -49,10 +49,7 @@ export function storability (
   // store the rest of the response; deliberately, any private refuses it all.
   if (response.has('private')) return no('private')
   // §3.5: Authorization in the request needs explicit permission.
-  if (requestHeaders.authorization !== undefined &&
-    !(response.has('public') || response.has('s-maxage') || response.has('must-revalidate'))) {
-    return no('authorization')
-  }
+  if (requestHeaders.authorization !== undefined && !sharedWithCredentials(response)) return no('authorization')
   // Deliberately stricter than §3: Set-Cookie belongs to one client, whatever the directives say.
   if (responseHeaders['set-cookie'] !== undefined) return no('set-cookie')
   const vary = parseVary(responseHeaders.vary)
@@ -73,4 +70,15 @@ export function storability (
   }
   if (HEURISTIC_STATUSES.has(status) || response.has('public')) return { storable: true }
   return no('status-not-cacheable')
+}
+
+/**
+ * RFC 9111 §3.5: the directives that let a shared cache store a response to a request with
+ * Authorization. Deliberately, the same test decides reuse: a request with Authorization is
+ * answered from the cache only by a response stored under this permission (stricter than §4,
+ * which would reuse any stored response): otherwise an origin that personalizes on
+ * Authorization without `Vary: Authorization` would see its users given the anonymous answer.
+ */
+export function sharedWithCredentials (response: Directives): boolean {
+  return response.has('public') || response.has('s-maxage') || response.has('must-revalidate')
 }

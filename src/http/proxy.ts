@@ -8,7 +8,7 @@ import replyFrom from '@fastify/reply-from'
 import type { IncomingHttpHeaders } from 'node:http'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
-import { HOP_BY_HOP, single } from '../cache/headers.ts'
+import { single, withoutHopByHop } from '../cache/headers.ts'
 import { invalidationTargets, isUnsafe } from '../cache/invalidate.ts'
 import { normalizeRequestUrl, type CacheKey } from '../cache/key.ts'
 import { hostFields, ignoreFor } from './request-fields.ts'
@@ -61,20 +61,24 @@ declare module 'fastify' {
   }
 }
 
+/** Per route: the request fields never forwarded besides hop-by-hop ones (Host, unkeyed fields the route does not key on). */
+const notForwarded = new WeakMap<RouteConfig, ReadonlySet<string>>()
+function dropFor (route: RouteConfig): ReadonlySet<string> {
+  let drop = notForwarded.get(route)
+  if (drop === undefined) {
+    drop = new Set(['host', ...UNKEYED_HEADERS.filter((name) => !route.key.headers.includes(name))])
+    notForwarded.set(route, drop)
+  }
+  return drop
+}
+
 /** The headers sent to the origin for a client request. */
 export function forwardHeaders (headers: IncomingHttpHeaders, route: RouteConfig, clientIp: string, scheme: string, host: string): Record<string, string | string[]> {
-  const listed = new Set((single(headers.connection) ?? '').split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== ''))
-  const keyed = new Set(route.key.headers)
-  const out: Record<string, string | string[]> = {}
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || name === 'host') continue
-    if (!keyed.has(name) && UNKEYED_HEADERS.includes(name)) continue
-    out[name] = value
-  }
+  const out = withoutHopByHop(headers, dropFor(route))
   const xff = single(headers['x-forwarded-for'])
   out['x-forwarded-for'] = xff !== undefined && xff.trim() !== '' ? `${xff}, ${clientIp}` : clientIp
   out['x-forwarded-proto'] = scheme
-  if (!keyed.has('x-forwarded-host')) out['x-forwarded-host'] = host
+  if (!route.key.headers.includes('x-forwarded-host')) out['x-forwarded-host'] = host
   const via = single(headers.via)
   out.via = via !== undefined ? `${via}, ${VIA}` : VIA
   return out

@@ -300,7 +300,7 @@ export class Purger {
       // The query part of a prefix is matched as written (normalizing would sort it).
       const normalized = query === undefined ? n.key : `${n.key}?${query}`
       for (const p of bothSchemes(normalized)) {
-        lookups.push(async () => await store.urlsForPrefix(originOf(p as CacheKey), p))
+        lookups.push(async () => await store.urlsForPrefix(originOf(p), p))
       }
     }
     for (const tag of request.tags) lookups.push(async () => await store.urlsForTag(tag))

@@ -13,8 +13,9 @@ import type { CacheEntry } from '../cache/entry.ts'
 import { retention } from '../cache/freshness.ts'
 import { single, type IncomingHeaders } from '../cache/headers.ts'
 import { NO_VARIANT, originOf, type CacheKey, type VariantId } from '../cache/key.ts'
-import { decide, ERROR_STATUSES, mayServeStaleOnError, requestDirectives, type Decision } from '../cache/policy.ts'
+import { decide, ERROR_STATUSES, mayServeStaleOnError, outlived, refreshAheadDue, requestDirectives, type Decision } from '../cache/policy.ts'
 import { prepareEntry } from '../cache/prepare.ts'
+import { sharedWithCredentials } from '../cache/storable.ts'
 import { mergeSpec, sameVariant, variantId, variantValues } from '../cache/vary.ts'
 import type { Clock } from '../clock.ts'
 import type { CacheConfig, RouteConfig } from '../config/types.ts'
@@ -27,7 +28,6 @@ import { DecisionLog } from './explain.ts'
 import type { Tasks } from './tasks.ts'
 import { newToken, type Locks } from './lock.ts'
 import type { Bus } from '../invalidation/bus.ts'
-import { refreshAheadDue } from '../cache/policy.ts'
 
 export type Outcome = 'hit' | 'stale' | 'revalidated' | 'miss' | 'pass' | 'error'
 
@@ -152,7 +152,7 @@ export class ReadThrough {
     const directives = requestDirectives(parseCacheControl(req.headers['cache-control']), single(req.headers.pragma))
     const found = await this.#find(req, req.lookup)
 
-    if (found.entry !== null && req.headers.authorization !== undefined && !sharedWithCredentials(found.entry)) {
+    if (found.entry !== null && req.headers.authorization !== undefined && !sharedWithCredentials(effectiveResponseDirectives(found.entry.headers).directives)) {
       // RFC 9211 §2.2 fwd=request: this request's credentials send it to the origin.
       if (directives.has('only-if-cached')) {
         return { kind: 'error', error: new GatewayError('CG_ERR_ONLY_IF_CACHED'), cacheStatus: { fwd: 'request', detail: 'only-if-cached' }, outcome: 'error' }
@@ -198,8 +198,7 @@ export class ReadThrough {
     }
     // Never answer with a response stored for another URL or another variant.
     if (entry !== null && (entry.url !== req.key || !sameVariant(entry.vary, values))) entry = null
-    // Past freshness and both stale windows an entry is gone, whatever the store's own TTL says.
-    if (entry !== null && this.#o.clock.now() > entry.responseTime + retention(entry, route.keep)) entry = null
+    if (entry !== null && outlived(entry, this.#o.clock.now(), route.keep)) entry = null
     return { entry, vary: lookup.vary, variant, values, storeDetail: undefined }
   }
 
@@ -709,18 +708,6 @@ export class ReadThrough {
       outcome: 'miss'
     }
   }
-}
-
-/**
- * May a stored response answer a request that carries credentials? Deliberately stricter than
- * RFC 9111 §4, which would reuse any stored response: only when the origin said it may be
- * shared with them (public, s-maxage or must-revalidate, the permissions §3.5 asks for before
- * storing a response to such a request). Otherwise an origin that personalizes on
- * Authorization without `Vary: Authorization` would see its users given the anonymous answer.
- */
-function sharedWithCredentials (entry: CacheEntry): boolean {
-  const { directives } = effectiveResponseDirectives(entry.headers)
-  return directives.has('public') || directives.has('s-maxage') || directives.has('must-revalidate')
 }
 
 /**

@@ -13,10 +13,9 @@
  * eviction, cap, expiry noticed on read or on an index query).
  */
 import type { CacheEntry, HeaderMap } from '../cache/entry.ts'
-import type { CacheKey, VariantId } from '../cache/key.ts'
+import { originOf, type CacheKey, type VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
 import type { PutOptions, Store, StoreLookup } from './store.ts'
-import { originOf } from './redis-keys.ts'
 
 export interface MemoryStoreOptions {
   /** Upper bound on the estimated bytes held (bodies plus headers and bookkeeping). */

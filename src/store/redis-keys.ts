@@ -85,18 +85,3 @@ export function originIndexKeys (prefix: string, origin: string): IndexKeys {
 export function originsIndexKeys (prefix: string): IndexKeys {
   return indexKeys(prefix, 'origins')
 }
-
-/**
- * The origin (scheme://host[:port]) of a normalized absolute URL: the key up to the start
- * of its path, query or fragment. Taken from the key's own text rather than re-parsed, so
- * `urlsForPrefix(originOf(u), …)` always agrees with the key's spelling. Shared by every store.
- */
-export function originOf (url: string): string {
-  const authority = url.indexOf('://')
-  const from = authority === -1 ? 0 : authority + 3
-  for (let i = from; i < url.length; i++) {
-    const c = url.charCodeAt(i)
-    if (c === 0x2f || c === 0x3f || c === 0x23) return url.slice(0, i) // '/', '?', '#'
-  }
-  return url
-}

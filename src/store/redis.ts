@@ -11,11 +11,11 @@ import { Cluster, Redis } from 'ioredis'
 import type { ClusterOptions, RedisOptions } from 'ioredis'
 import type { CacheEntry } from '../cache/entry.ts'
 import { decodeEntry, encodeEntry, ENTRY_MAGIC } from '../cache/entry-codec.ts'
-import type { CacheKey, VariantId } from '../cache/key.ts'
+import { originOf, type CacheKey, type VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
 import { checkPut, varyNames } from './memory.ts'
 import {
-  assertKeyPrefix, originIndexKeys, originOf, originsIndexKeys, tagIndexKeys, urlKeys
+  assertKeyPrefix, originIndexKeys, originsIndexKeys, tagIndexKeys, urlKeys
 } from './redis-keys.ts'
 import type { IndexKeys } from './redis-keys.ts'
 import type { PutOptions, Store, StoreLookup } from './store.ts'
