@@ -20,9 +20,10 @@ import type { Document } from 'yaml'
 import { GatewayError } from '../errors.ts'
 import { parseDuration, parseSize } from './duration.ts'
 import { normalizeRouteHost, pathMatches } from './routes.ts'
+import { buildCdn, buildWebhooks, integrationProblems } from './integrations.ts'
 import {
-  AdminSchema, BindHost, BreakerSchema, CacheSchema, FileSchema, KeySchema, LimitsSchema, ListenSchema, Port, PurgeMethodSchema,
-  RedisSchema, RedisUrl, RouteSchema, TimeoutsSchema,
+  AdminSchema, BindHost, BreakerSchema, CacheSchema, CdnSchema, FileSchema, KeySchema, LimitsSchema, ListenSchema, Port, PurgeMethodSchema,
+  RedisSchema, RedisUrl, RouteSchema, TimeoutsSchema, WebhookSchema,
   fill, leafProblem, show, toDecimalNumber, toFlag, toWholeNumber
 } from './schema.ts'
 import type { FileConfig, RedisFile, RouteFile } from './schema.ts'
@@ -410,6 +411,10 @@ function crossProblems (raw: unknown, doc: Document, problems: Problems): void {
     }
     earlier.push({ index, host, path })
   }
+
+  for (const problem of integrationProblems(raw, { cdn: (e) => Value.Check(CdnSchema, e), webhook: (e) => Value.Check(WebhookSchema, e) })) {
+    problems.add(problem.message, problem.path, locate(doc, problem.path, 'value'))
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,7 +484,9 @@ function buildRoute (route: RouteFile, index: number): RouteConfig {
     maxConnections: toWholeNumber(filled.maxConnections),
     l1: toFlag(filled.l1),
     ttlJitter: toDecimalNumber(filled.ttlJitter),
-    refreshAhead: toFlag(filled.refreshAhead)
+    refreshAhead: toFlag(filled.refreshAhead),
+    implicitCachingWithCookies: toFlag(filled.implicitCachingWithCookies),
+    ignoreClientNoCache: toFlag(filled.ignoreClientNoCache)
   }
 }
 
@@ -517,7 +524,9 @@ function build (file: string, raw: FileConfig): GatewayConfig {
     },
     purgeMethod: { enabled: toFlag(purgeMethod.enabled), allow: [...purgeMethod.allow] },
     shutdownTimeout: ms(top.shutdownTimeout),
-    routes: top.routes.map(buildRoute)
+    routes: top.routes.map(buildRoute),
+    ...(raw.cdn !== undefined && raw.cdn.length > 0 ? { cdn: buildCdn(raw.cdn) } : {}),
+    ...(raw.webhooks !== undefined && raw.webhooks.length > 0 ? { webhooks: buildWebhooks(raw.webhooks) } : {})
   }
 }
 

@@ -13,6 +13,7 @@
 import { isIP, isIPv6 } from 'node:net'
 import { Kind, Type, TypeRegistry } from '@sinclair/typebox'
 import type { SchemaOptions, Static, TObject, TOptional, TProperties, TSchema, TUnsafe } from '@sinclair/typebox'
+import { normalizePath } from '../cache/key.ts'
 import { parseDuration, parseSize } from './duration.ts'
 
 // ---------------------------------------------------------------------------------------------
@@ -148,8 +149,14 @@ export const RouteHost = leaf<string>('RouteHost', (value) => {
   return ok ? undefined : expected('a host name without port such as "api.example.com"', value)
 })
 
-export const RoutePath = leaf<string>('RoutePath', ofType('a path starting with "/" without query or fragment',
-  (value) => /^\/[^\s?#]*$/.test(value)))
+export const RoutePath = leaf<string>('RoutePath', (value) => {
+  if (typeof value !== 'string' || !/^\/[^\s?#]*$/.test(value)) return expected('a path starting with "/" without query or fragment', value)
+  // Requests are routed on their normalized path (cache/key.ts): a prefix in another spelling
+  // (dot segments, lower-case or needless escapes) would never match what it seems to.
+  const normal = normalizePath(value)
+  if (normal === null) return expected('a path with valid percent-encoding', value)
+  return normal === value ? undefined : expected(`a normalized path ("${normal}")`, value)
+})
 
 export const RouteName = leaf<string>('RouteName', ofType('a name of letters, digits, "_" and "-"',
   (value) => /^[A-Za-z0-9_-]+$/.test(value)))
@@ -313,7 +320,62 @@ export const RouteSchema = Type.Object({
   maxConnections: withDefault(Count(), 128),
   l1: withDefault(Flag(), false),
   ttlJitter: withDefault(Percent(), 0),
-  refreshAhead: withDefault(Flag(), false)
+  refreshAhead: withDefault(Flag(), false),
+  implicitCachingWithCookies: withDefault(Flag(), false),
+  ignoreClientNoCache: withDefault(Flag(), false)
+}, closed)
+
+/** Provider names for `cdn[].provider` (src/invalidation/cdn/). */
+export const CDN_PROVIDERS = ['cloudflare', 'fastly', 'akamai', 'cloudfront', 'webhook'] as const
+/** CMS kinds for `webhooks[].kind` (src/invalidation/webhooks/). */
+export const WEBHOOK_KINDS = ['shopify', 'contentful', 'sanity', 'storyblok', 'strapi', 'generic'] as const
+
+const oneOf = <T extends string>(names: readonly T[]): TUnsafe<T> =>
+  Type.Unsafe<T>(Type.Union(names.map((n) => Type.Literal(n)), { expected: `one of ${names.join(', ')}` }))
+
+/**
+ * One CDN purge forward. Provider-specific keys are all optional here; which ones a provider
+ * needs (and refuses) is checked in config/integrations.ts, so the message names the provider.
+ */
+export const CdnSchema = Type.Object({
+  provider: oneOf(CDN_PROVIDERS),
+  name: Type.Optional(RouteName()),
+  apiBase: Type.Optional(OriginUrl()),
+  token: Type.Optional(Text()),
+  zone: Type.Optional(Text()),
+  service: Type.Optional(Text()),
+  distribution: Type.Optional(Text()),
+  accessKeyId: Type.Optional(Text()),
+  secretAccessKey: Type.Optional(Text()),
+  sessionToken: Type.Optional(Text()),
+  clientToken: Type.Optional(Text()),
+  clientSecret: Type.Optional(Text()),
+  accessToken: Type.Optional(Text()),
+  network: Type.Optional(oneOf(['production', 'staging'] as const)),
+  url: Type.Optional(OriginUrl()),
+  secret: Type.Optional(Text()),
+  maxAttempts: withDefault(Count(), 8),
+  timeout: withDefault(Timeout(), '10s')
+}, closed)
+
+export const WebhookPurgeSchema = Type.Object({
+  tags: withDefault(Type.Array(Text(), { expected: 'a list of templates such as "product:{id}"' }), []),
+  urls: withDefault(Type.Array(Text(), { expected: 'a list of URL templates' }), []),
+  prefixes: withDefault(Type.Array(Text(), { expected: 'a list of URL prefix templates' }), []),
+  mode: withDefault(oneOf(['soft', 'hard', 'revalidate'] as const), 'hard')
+}, closed)
+
+export const WebhookSchema = Type.Object({
+  name: RouteName(),
+  kind: oneOf(WEBHOOK_KINDS),
+  secret: Text(),
+  /** strapi: the header carrying the token; generic: the header carrying the signature. */
+  header: Type.Optional(HeaderName()),
+  /** How old a signed timestamp may be (schemes that sign one: sanity). */
+  tolerance: withDefault(Duration(), '5m'),
+  /** Payload fields for templates: name -> path such as "$.data.id" (generic needs it; others may add fields). */
+  fields: Type.Optional(Type.Record(Type.String(), Text(), { expected: 'a mapping of field names to paths such as "$.data.id"' })),
+  purge: WebhookPurgeSchema
 }, closed)
 
 export const FileSchema = Type.Object({
@@ -324,6 +386,8 @@ export const FileSchema = Type.Object({
   limits: Type.Optional(LimitsSchema),
   purgeMethod: Type.Optional(PurgeMethodSchema),
   shutdownTimeout: withDefault(Timeout(), '10s'),
+  cdn: Type.Optional(Type.Array(CdnSchema, { expected: 'a list of CDN forwards' })),
+  webhooks: Type.Optional(Type.Array(WebhookSchema, { expected: 'a list of CMS webhooks' })),
   routes: Type.Array(RouteSchema, { minItems: 1, expected: 'a non-empty list of routes' })
 }, closed)
 
@@ -344,5 +408,8 @@ export const sectionSchemas = {
   key: KeySchema,
   timeouts: TimeoutsSchema,
   route: RouteSchema,
+  cdn: CdnSchema,
+  webhook: WebhookSchema,
+  webhookPurge: WebhookPurgeSchema,
   file: FileSchema
 } as const

@@ -62,6 +62,13 @@ export interface RouteConfig {
   ttlJitter: number
   /** Probabilistic early refresh of hot keys shortly before expiry. */
   refreshAhead: boolean
+  /**
+   * Opt-out (risky): responses to requests carrying cookies the route does not key on may get
+   * the route's default TTL, heuristic freshness and stale windows. Off: only explicit freshness.
+   */
+  implicitCachingWithCookies: boolean
+  /** Serve from cache despite the client's no-cache, Pragma: no-cache and max-age=0, as CDNs do. */
+  ignoreClientNoCache: boolean
 }
 
 export interface RedisConfig {
@@ -123,6 +130,47 @@ export interface PurgeMethodConfig {
   allow: readonly string[]
 }
 
+/** A CDN that purges are forwarded to after they succeed at the gateway (src/invalidation/cdn/). */
+export type CdnConfig = CdnCommon & (
+  | { provider: 'cloudflare', zone: string, token: string }
+  | { provider: 'fastly', service: string, token: string }
+  | { provider: 'akamai', clientToken: string, clientSecret: string, accessToken: string, network: 'production' | 'staging' }
+  | { provider: 'cloudfront', distribution: string, accessKeyId: string, secretAccessKey: string, sessionToken: string | undefined }
+  | { provider: 'webhook', secret: string | undefined }
+)
+
+export interface CdnCommon {
+  /** Stable name for the purge response, logs and the outbox: `name`, else the provider (`-<index>` when repeated). */
+  name: string
+  /** API base URL (no trailing slash); the provider's public API unless overridden; the target URL for `webhook`. */
+  apiBase: string
+  /** Attempts per batch before it is reported failed. */
+  maxAttempts: number
+  /** Timeout of one API request (ms). */
+  timeout: number
+}
+
+export type WebhookKind = 'shopify' | 'contentful' | 'sanity' | 'storyblok' | 'strapi' | 'generic'
+
+/** A CMS webhook endpoint, POST /webhooks/<name> on the admin listener (src/invalidation/webhooks/). */
+export interface WebhookConfig {
+  name: string
+  kind: WebhookKind
+  secret: string
+  /** Lower-case header name: strapi's token header, generic's signature header. */
+  header: string | undefined
+  /** Oldest signed timestamp accepted (ms), for schemes that sign one. */
+  tolerance: number
+  /** Extra payload fields for templates: name -> path such as `$.data.id`. */
+  fields: Readonly<Record<string, string>>
+  purge: {
+    tags: readonly string[]
+    urls: readonly string[]
+    prefixes: readonly string[]
+    mode: 'soft' | 'hard' | 'revalidate'
+  }
+}
+
 export interface GatewayConfig {
   /** Path of the file this came from, for messages. */
   file: string
@@ -135,4 +183,8 @@ export interface GatewayConfig {
   purgeMethod: PurgeMethodConfig
   shutdownTimeout: number
   routes: readonly RouteConfig[]
+  /** CDN purge forwards; absent when none is configured. */
+  cdn?: readonly CdnConfig[]
+  /** CMS webhook endpoints; absent when none is configured. */
+  webhooks?: readonly WebhookConfig[]
 }
