@@ -6,7 +6,8 @@ import type { IncomingHeaders } from './headers.ts'
 import { single } from './headers.ts'
 import { normalizeAbsoluteUrl, type CacheKey } from './key.ts'
 
-const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
+// RFC 9110 §9.2.1, and QUERY (draft-ietf-httpbis-safe-method-w-body), which is safe too.
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'QUERY'])
 
 export function isUnsafe (method: string): boolean {
   return !SAFE.has(method)

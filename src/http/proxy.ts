@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import replyFrom from '@fastify/reply-from'
-import type { IncomingHttpHeaders } from 'node:http'
+import { METHODS, type IncomingHttpHeaders } from 'node:http'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
 import { single, withoutHopByHop } from '../cache/headers.ts'
@@ -83,6 +83,15 @@ export function forwardHeaders (headers: IncomingHttpHeaders, route: RouteConfig
   out.via = via !== undefined ? `${via}, ${VIA}` : VIA
   return out
 }
+
+/**
+ * Methods the HTTP parser accepts that are not passed through: TRACE would reflect the
+ * client's credentials (cross-site tracing); CONNECT never reaches a route (gateway.ts
+ * answers it); PURGE has its own handler. Node's parser refuses methods it does not know
+ * (gateway.ts answers those 405 too), so "any token" means any method in http.METHODS.
+ */
+const NOT_FORWARDED = new Set(['TRACE', 'CONNECT', 'PURGE'])
+export const FORWARDED_METHODS: readonly string[] = METHODS.filter((m) => !NOT_FORWARDED.has(m))
 
 /** Counts request body bytes for pass-through and fails past the limit (chunked bodies too). */
 class BodyLimit extends Transform {
@@ -241,12 +250,17 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
     })
   }
 
-  app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/*', handler })
-  app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/', handler })
-  // Every path is routed, so only a method no route takes (TRACE, PROPFIND, ...) ends here.
+  // Fastify 5 routes only the methods it knows: the others the HTTP parser accepts (M-SEARCH,
+  // PROPFIND, LOCK, ...) are added, so they pass through like any unsafe method (RFC 9110 §9.1).
+  for (const method of FORWARDED_METHODS) {
+    if (!app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true })
+  }
+  app.route({ method: [...FORWARDED_METHODS], url: '/*', handler })
+  app.route({ method: [...FORWARDED_METHODS], url: '/', handler })
+  // Every path is routed, so only a method no route takes (TRACE, PURGE when disabled) ends here.
   app.setNotFoundHandler((request, reply) => {
     request.cg = { route: undefined, url: (request.raw.url ?? '/').split('?')[0] ?? '', outcome: 'error', cacheStatus: undefined, collapsed: false, originStatus: undefined }
-    reply.header('allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS')
+    reply.header('allow', FORWARDED_METHODS.join(', '))
     sendError(reply, new GatewayError('CG_ERR_METHOD_NOT_ALLOWED', `The ${request.method} method is not supported`), { fwd: 'bypass' })
   })
   if (deps.purgeMethod !== undefined) {
