@@ -219,6 +219,17 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     : undefined
   if (tiered !== undefined) metrics.setL1Bytes(() => tiered.stats().bytes)
   const store: Store = new MeteredStore(tiered ?? backend.store, metrics)
+  // A stored entry refused on read (src/cache/entry-check.ts) was a miss and is deleted by its
+  // store: counted every time, logged once per key (bounded: cleared when full).
+  let loggedInvalid = new Set<string>()
+  store.onInvalidEntry?.((e) => {
+    metrics.invalidEntry(e.problem)
+    const id = `${e.store}\n${e.url}\n${e.variant}`
+    if (loggedInvalid.has(id)) return
+    if (loggedInvalid.size >= 10_000) loggedInvalid = new Set()
+    loggedInvalid.add(id)
+    logger.warn({ url: e.url, variant: e.variant, reason: e.problem, store: e.store, deleted: e.deleted }, 'invalid stored entry: served from the origin and deleted')
+  })
   // A TieredStore publishes its own changes; otherwise purges and invalidations announce them.
   const announce = tiered === undefined
     ? async (urls: readonly CacheKey[]) => await announceInvalidations(backend.bus, invalChannel, urls)
@@ -248,7 +259,14 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
   })
 
   // onOutcome is defined below; the fast path calls it only once requests arrive.
-  const fast = new FastHit({ config: () => config, routes: () => routes, store, clock, onOutcome: (o) => { onOutcome(o) } })
+  const fast = new FastHit({
+    config: () => config,
+    routes: () => routes,
+    store,
+    clock,
+    onOutcome: (o) => { onOutcome(o) },
+    onError: (err) => logger.error({ err }, 'fast path failed: the request went the full way as a miss')
+  })
   const app = Fastify({
     logger: false,
     trustProxy: false,

@@ -1,29 +1,39 @@
 /**
  * Binary codec for a stored CacheEntry (Redis values, anything that stores bytes).
  *
- *   offset 0  4 bytes  magic + version: 'C' 'G' 'E' 0x01
+ *   offset 0  4 bytes  magic + version: 'C' 'G' 'E' 0x02
  *   offset 4  4 bytes  meta length N, unsigned big-endian
- *   offset 8  N bytes  meta: UTF-8 JSON of every field but the body
+ *   offset 8  N bytes  meta: UTF-8 JSON of every field but the body, plus the body's seal
  *   offset 8+N         the body, raw bytes (no base64, no JSON)
  *
  * `invalidatedAt` is always the FIRST member of the meta JSON: the Redis store's soft purge
  * rewrites that one number in place inside a Lua script (src/store/redis.ts) without parsing
  * the rest. Keep it first if the meta ever changes, and bump the version byte when the meta's
- * shape changes incompatibly (old values then decode as null, i.e. as misses).
+ * shape changes incompatibly (old values then decode as a 'version' problem, i.e. as misses).
  *
- * decodeEntry never throws: anything malformed gives null, which a store treats as a miss.
+ * Version 2 added the body's seal (`bodyLength`, `bodyCrc32`, see entry-check.ts), recorded
+ * when the entry is encoded and checked when it is decoded: a value cut short or damaged in
+ * the store decodes as a problem instead of a shorter 200 with the original ETag.
+ *
+ * Stored bytes are untrusted: decodeEntry never throws, and everything it returns has passed
+ * entryProblem (entry-check.ts), the same check every store applies to what it reads.
  */
 import type { CacheEntry, HeaderMap } from './entry.ts'
+import { bodyProblem, entryProblem, isSeal, sealBody, type EntryProblem } from './entry-check.ts'
 import type { CacheKey } from './key.ts'
 
-/** 'CGE' + format version 1, as a latin1 string (the Redis Lua scripts compare against it). */
-export const ENTRY_MAGIC = 'CGE\u0001'
+/** 'CGE' + format version 2, as a latin1 string (the Redis Lua scripts compare against it). */
+export const ENTRY_MAGIC = 'CGE\u0002'
 const MAGIC = Buffer.from(ENTRY_MAGIC, 'latin1')
+/** The magic of any version: a value that has it but another version byte is an old entry. */
+const FAMILY = MAGIC.subarray(0, 3)
 const HEADER_BYTES = 8
 
 /** Everything but the body, in the order written (invalidatedAt first: see above). */
 interface EntryMeta {
   invalidatedAt: number
+  bodyLength: number
+  bodyCrc32: number
   url: string
   status: number
   headers: HeaderMap
@@ -40,8 +50,11 @@ interface EntryMeta {
 }
 
 export function encodeEntry (e: CacheEntry): Buffer {
+  const seal = sealBody(e.body)
   const meta: EntryMeta = {
     invalidatedAt: e.invalidatedAt,
+    bodyLength: seal.length,
+    bodyCrc32: seal.crc32,
     url: e.url,
     status: e.status,
     headers: e.headers,
@@ -65,75 +78,50 @@ export function encodeEntry (e: CacheEntry): Buffer {
   return out
 }
 
+export type DecodeResult = { ok: true, entry: CacheEntry } | { ok: false, problem: EntryProblem }
+
 /**
- * The entry in `buf`, or null when `buf` is not a well-formed entry of this version.
+ * The entry in `buf` when it is a well-formed entry of this version for `url`, whose body
+ * matches its seal and whose fields pass entryProblem; otherwise the first problem found.
  * The returned body is a view (`subarray`) of `buf`, not a copy.
  */
-export function decodeEntry (buf: Buffer): CacheEntry | null {
-  if (buf.length < HEADER_BYTES || buf.compare(MAGIC, 0, 4, 0, 4) !== 0) return null
+export function decodeEntry (buf: Buffer, url: CacheKey): DecodeResult {
+  if (buf.length < 4 || buf.compare(MAGIC, 0, 4, 0, 4) !== 0) {
+    return { ok: false, problem: buf.length >= 4 && buf.compare(FAMILY, 0, 3, 0, 3) === 0 ? 'version' : 'format' }
+  }
+  if (buf.length < HEADER_BYTES) return { ok: false, problem: 'format' }
   const metaLength = buf.readUInt32BE(4)
-  if (metaLength > buf.length - HEADER_BYTES) return null
+  if (metaLength > buf.length - HEADER_BYTES) return { ok: false, problem: 'format' }
   let parsed: unknown
   try {
     parsed = JSON.parse(buf.toString('utf8', HEADER_BYTES, HEADER_BYTES + metaLength))
   } catch {
-    return null
+    return { ok: false, problem: 'format' }
   }
-  if (!isMeta(parsed)) return null
-  return {
-    url: parsed.url as CacheKey,
-    status: parsed.status,
-    headers: parsed.headers,
-    body: buf.subarray(HEADER_BYTES + metaLength),
-    requestTime: parsed.requestTime,
-    responseTime: parsed.responseTime,
-    initialAge: parsed.initialAge,
-    freshness: parsed.freshness,
-    staleWhileRevalidate: parsed.staleWhileRevalidate,
-    staleIfError: parsed.staleIfError,
-    vary: parsed.vary,
-    tags: parsed.tags,
-    mustRevalidate: parsed.mustRevalidate,
-    noCache: parsed.noCache,
-    invalidatedAt: parsed.invalidatedAt
-  }
-}
-
-function isRecord (v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
-function isFiniteNumber (v: unknown): v is number {
-  return typeof v === 'number' && Number.isFinite(v)
-}
-
-function isHeaderMap (v: unknown): v is HeaderMap {
-  if (!isRecord(v)) return false
-  for (const value of Object.values(v)) {
-    if (typeof value === 'string') continue
-    if (!Array.isArray(value) || !value.every((s) => typeof s === 'string')) return false
-  }
-  return true
-}
-
-function isVaryValues (v: unknown): v is Record<string, string | null> {
-  return isRecord(v) && Object.values(v).every((s) => s === null || typeof s === 'string')
-}
-
-function isMeta (v: unknown): v is EntryMeta {
-  return isRecord(v) &&
-    typeof v.url === 'string' &&
-    Number.isInteger(v.status) &&
-    isHeaderMap(v.headers) &&
-    isFiniteNumber(v.requestTime) &&
-    isFiniteNumber(v.responseTime) &&
-    isFiniteNumber(v.initialAge) &&
-    isFiniteNumber(v.freshness) &&
-    isFiniteNumber(v.staleWhileRevalidate) &&
-    isFiniteNumber(v.staleIfError) &&
-    isFiniteNumber(v.invalidatedAt) &&
-    isVaryValues(v.vary) &&
-    Array.isArray(v.tags) && v.tags.every((s) => typeof s === 'string') &&
-    typeof v.mustRevalidate === 'boolean' &&
-    typeof v.noCache === 'boolean'
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { ok: false, problem: 'format' }
+  const m = parsed as Partial<Record<keyof EntryMeta, unknown>>
+  if (!isSeal(m.bodyLength, m.bodyCrc32)) return { ok: false, problem: 'field' }
+  const body = buf.subarray(HEADER_BYTES + metaLength)
+  const sealed = bodyProblem(body, { length: m.bodyLength as number, crc32: m.bodyCrc32 as number })
+  if (sealed !== undefined) return { ok: false, problem: sealed }
+  // Typed as the entry it claims to be; entryProblem checks every field at run time.
+  const entry = {
+    url: m.url,
+    status: m.status,
+    headers: m.headers,
+    body,
+    requestTime: m.requestTime,
+    responseTime: m.responseTime,
+    initialAge: m.initialAge,
+    freshness: m.freshness,
+    staleWhileRevalidate: m.staleWhileRevalidate,
+    staleIfError: m.staleIfError,
+    vary: m.vary,
+    tags: m.tags,
+    mustRevalidate: m.mustRevalidate,
+    noCache: m.noCache,
+    invalidatedAt: m.invalidatedAt
+  } as unknown as CacheEntry
+  const problem = entryProblem(entry, url)
+  return problem === undefined ? { ok: true, entry } : { ok: false, problem }
 }

@@ -26,6 +26,8 @@ export interface FastHitDeps {
   store: Store
   clock: Clock
   onOutcome: (o: RequestOutcome) => void
+  /** A failure while answering (the request then went the full way, as a miss, or was cut off). */
+  onError?: (err: unknown) => void
 }
 
 const NO_DIRECTIVES = new Map<string, string | true>()
@@ -108,20 +110,47 @@ export class FastHit {
     }
     const store = this.#d.store
     const held = store.peek?.(resolved.key)
-    if (held !== undefined && this.#send(res, method, resolved.route, resolved.key, held, start)) return
+    if (held !== undefined && this.#guarded(req, res, fallback, method, resolved.route, resolved.key, held, start)) return
     if (store.kind === 'memory') {
       // Nothing else to look at: the memory store holds everything it has in this process.
       fallback(req, res)
       return
     }
     store.lookup(resolved.key).then((result) => {
-      if (result.entry !== null && result.vary?.length === 0 && this.#send(res, method, resolved.route, resolved.key, result.entry, start)) return
+      if (result.entry !== null && result.vary?.length === 0 && this.#guarded(req, res, fallback, method, resolved.route, resolved.key, result.entry, start)) return
       (req as Prefetching)[PREFETCHED] = { key: resolved.key, result }
       fallback(req, res)
     }, (error: unknown) => {
       (req as Prefetching)[PREFETCHED] = { key: resolved.key, error }
       fallback(req, res)
+    }).catch((err: unknown) => {
+      // Nothing may escape as an unhandled rejection: that would end the process.
+      this.#d.onError?.(err)
+      if (!res.writableEnded) res.destroy()
     })
+  }
+
+  /**
+   * #send, guarded: whatever throws while answering from a stored entry (stored data is
+   * untrusted), the request is not lost and the process does not fail. Before anything was
+   * sent, the request goes the full way as a miss (to the origin), with the fields a failed
+   * writeHead may have set removed; after, an unfinished response is cut off.
+   */
+  #guarded (req: IncomingMessage, res: ServerResponse, fallback: (req: IncomingMessage, res: ServerResponse) => void, method: string, route: RouteConfig, key: CacheKey, entry: CacheEntry, start: number): boolean {
+    try {
+      return this.#send(res, method, route, key, entry, start)
+    } catch (err) {
+      this.#d.onError?.(err)
+      if (res.headersSent) {
+        // Answered already (a listener failed after the end): keep it; else cut it off.
+        if (!res.writableEnded) res.destroy()
+        return true
+      }
+      for (const name of res.getHeaderNames()) res.removeHeader(name)
+      ;(req as Prefetching)[PREFETCHED] = { key, result: { vary: [], entry: null } }
+      fallback(req, res)
+      return true
+    }
   }
 
   /** Writes the hit when the entry is this URL's, has no variant and is fresh; false (nothing written) otherwise. */

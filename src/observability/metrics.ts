@@ -13,9 +13,10 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { CacheEntry } from '../cache/entry.ts'
+import { ENTRY_PROBLEMS, type EntryProblem } from '../cache/entry-check.ts'
 import type { CacheKey, VariantId } from '../cache/key.ts'
 import type { LifecycleEvent } from '../lifecycle/read-through.ts'
-import type { PutOptions, Store, StoreLookup } from '../store/store.ts'
+import type { InvalidEntryListener, PutOptions, Store, StoreLookup } from '../store/store.ts'
 import type { RequestOutcome } from './events.ts'
 
 /** What a purge named; the label of cachegate_purges_total and cachegate_purged_entries_total. */
@@ -49,6 +50,7 @@ export class GatewayMetrics {
   readonly #purged: Counter<'kind'>
   readonly #storeErrors: Counter<'op'>
   readonly #storeDuration: Histogram<'op'>
+  readonly #invalidEntries: Counter<'reason'>
   #l1Bytes: () => number = () => 0
 
   constructor (sources: MetricsSources = {}) {
@@ -116,6 +118,14 @@ export class GatewayMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers
     })
+    this.#invalidEntries = new Counter({
+      name: 'cachegate_store_invalid_entries_total',
+      help: 'Stored entries refused on read (malformed, failed checks, damaged body) and deleted; each was answered as a miss, by reason',
+      labelNames: ['reason'],
+      registers
+    })
+    // Every reason is exported from the start (0 until it happens), so an alert can use rate().
+    for (const reason of ENTRY_PROBLEMS) this.#invalidEntries.labels({ reason })
     const l1 = (): number => this.#l1Bytes()
     this.#gauge('cachegate_l1_bytes', 'Bytes held by the per-instance L1 in front of Redis (0 without one)', l1)
     const stats = sources.storeStats
@@ -196,6 +206,11 @@ export class GatewayMetrics {
 
   storeError (op: StoreOp): void {
     this.#storeErrors.inc({ op })
+  }
+
+  /** One stored entry refused on read (Store.onInvalidEntry). */
+  invalidEntry (reason: EntryProblem): void {
+    this.#invalidEntries.inc({ reason })
   }
 
   /** Where cachegate_l1_bytes comes from (the tiered store); undefined: 0. */
@@ -298,6 +313,10 @@ export class MeteredStore implements Store {
 
   async origins (): Promise<string[]> {
     return await this.#timed('origins', async () => await this.#store.origins())
+  }
+
+  onInvalidEntry (listener: InvalidEntryListener): () => void {
+    return this.#store.onInvalidEntry?.(listener) ?? (() => undefined)
   }
 
   async close (): Promise<void> {

@@ -37,7 +37,7 @@ import type { CacheKey, VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
 import type { Bus } from '../invalidation/bus.ts'
 import type { LockPurpose, Locks } from '../lifecycle/lock.ts'
-import type { PutOptions, Store, StoreLookup } from './store.ts'
+import type { InvalidEntryListener, PutOptions, Store, StoreLookup } from './store.ts'
 
 export type BreakerState = 'closed' | 'open' | 'half-open'
 
@@ -434,6 +434,11 @@ class GuardedStore implements Store {
 
   async origins (): Promise<string[]> {
     return await this.#guard.read(async () => await this.#inner.origins())
+  }
+
+  /** Refused entries are reported by the store behind the guard (it deletes them itself). */
+  onInvalidEntry (listener: InvalidEntryListener): () => void {
+    return this.#inner.onInvalidEntry?.(listener) ?? (() => undefined)
   }
 
   async close (): Promise<void> {

@@ -9,13 +9,20 @@
  * `entry.body`. To derive an entry (a 304 merge, say) build a new object:
  * `{ ...entry, headers }`.
  *
+ * Stored objects are checked on every read as Redis values are (src/cache/entry-check.ts):
+ * the fields once per stored object (it is deeply frozen, so it cannot change afterwards),
+ * the body against the length and CRC-32 recorded at put time on every read (bytes cannot be
+ * frozen). An entry that fails is removed, reported to onInvalidEntry listeners, and read as
+ * absent. Corruption here can only come from code, but both stores obey one rule.
+ *
  * Tag and origin indexes are exact: they are cleaned whenever an entry goes (delete,
  * eviction, cap, expiry noticed on read or on an index query).
  */
 import type { CacheEntry, HeaderMap } from '../cache/entry.ts'
+import { bodyProblem, entryProblem, sealBody, type BodySeal, type EntryProblem } from '../cache/entry-check.ts'
 import { originOf, type CacheKey, type VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
-import type { PutOptions, Store, StoreLookup } from './store.ts'
+import { reportInvalid, type InvalidEntryListener, type PutOptions, type Store, type StoreLookup } from './store.ts'
 
 export interface MemoryStoreOptions {
   /** Upper bound on the estimated bytes held (bodies plus headers and bookkeeping). */
@@ -32,6 +39,8 @@ interface Slot {
   readonly url: CacheKey
   readonly variant: VariantId
   entry: CacheEntry
+  /** The body's length and CRC-32 when it was stored. */
+  readonly seal: BodySeal
   readonly size: number
   readonly expiresAt: number
 }
@@ -58,6 +67,9 @@ export class MemoryStore implements Store {
   /** tag -> url -> how many of the URL's variants carry the tag. */
   readonly #tags = new Map<string, Map<CacheKey, number>>()
   readonly #origins = new Map<string, Set<CacheKey>>()
+  /** Stored objects whose fields passed entryProblem (frozen, so once is enough). */
+  readonly #checked = new WeakSet<CacheEntry>()
+  readonly #invalidListeners = new Set<InvalidEntryListener>()
   #bytes = 0
 
   constructor (options: MemoryStoreOptions) {
@@ -127,7 +139,7 @@ export class MemoryStore implements Store {
     record.vary = vary
     const expiresAt = now + options.ttlMs
     record.expiresAt = Math.max(record.expiresAt, expiresAt)
-    const slot: Slot = { url, variant, entry: stored, size, expiresAt }
+    const slot: Slot = { url, variant, entry: stored, seal: sealBody(stored.body), size, expiresAt }
     record.variants.set(variant, slot)
     this.#lru.add(slot)
     this.#bytes += size
@@ -205,6 +217,11 @@ export class MemoryStore implements Store {
     return Promise.resolve([...this.#origins.keys()].sort())
   }
 
+  onInvalidEntry (listener: InvalidEntryListener): () => void {
+    this.#invalidListeners.add(listener)
+    return () => { this.#invalidListeners.delete(listener) }
+  }
+
   close (): Promise<void> {
     this.#urls.clear()
     this.#lru.clear()
@@ -231,9 +248,26 @@ export class MemoryStore implements Store {
       this.#remove(slot)
       return null
     }
+    const problem = this.#problem(slot)
+    if (problem !== undefined) {
+      this.#remove(slot)
+      reportInvalid(this.#invalidListeners, { url: slot.url, variant: slot.variant, problem, store: 'memory', deleted: true })
+      return null
+    }
     this.#lru.delete(slot)
     this.#lru.add(slot)
     return slot.entry
+  }
+
+  /** Why the slot's entry must not be served, if it must not (see the file comment). */
+  #problem (slot: Slot): EntryProblem | undefined {
+    const entry = slot.entry
+    if (!this.#checked.has(entry)) {
+      const problem = entryProblem(entry, slot.url)
+      if (problem !== undefined) return problem
+      this.#checked.add(entry)
+    }
+    return bodyProblem(entry.body, slot.seal)
   }
 
   /** Drops the URL's expired entries. */

@@ -4,13 +4,16 @@
  *
  * Failure mode: every Redis error (connection down, command timeout, script error) rejects
  * the returned promise; nothing is retried or swallowed here. The caller decides to fail
- * open. Only malformed stored data is absorbed: a value that does not decode, or decodes to
- * an entry for another URL, is a miss.
+ * open. Only malformed stored data is absorbed: a value that does not decode, fails the entry
+ * check (src/cache/entry-check.ts: fields, body seal) or names another URL is a miss; it is
+ * deleted (only if Redis still holds those very bytes) and reported to onInvalidEntry listeners.
  */
+import { createHash } from 'node:crypto'
 import { Cluster, Redis } from 'ioredis'
 import type { ClusterOptions, RedisOptions } from 'ioredis'
 import type { CacheEntry } from '../cache/entry.ts'
-import { decodeEntry, encodeEntry, ENTRY_MAGIC } from '../cache/entry-codec.ts'
+import { decodeEntry, encodeEntry, ENTRY_MAGIC, type DecodeResult } from '../cache/entry-codec.ts'
+import type { EntryProblem } from '../cache/entry-check.ts'
 import { originOf, type CacheKey, type VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
 import { checkPut, varyNames } from './memory.ts'
@@ -18,7 +21,7 @@ import {
   assertKeyPrefix, originIndexKeys, originsIndexKeys, tagIndexKeys, urlKeys
 } from './redis-keys.ts'
 import type { IndexKeys } from './redis-keys.ts'
-import type { PutOptions, Store, StoreLookup } from './store.ts'
+import { reportInvalid, type InvalidEntryListener, type PutOptions, type Store, type StoreLookup } from './store.ts'
 
 /** Index writes and reads go this many at a time. */
 const BATCH = 500
@@ -147,6 +150,14 @@ if live == 0 then redis.call('UNLINK', KEYS[1], KEYS[2]) end
 return live
 `
 
+// KEYS: vary, variants, entry. ARGV: entryPrefix, variant, SHA-1 (hex) of the refused value.
+// Deletes the variant as DELETE_VARIANT_LUA does, but only while the key still holds the
+// refused bytes: a put that replaced them meanwhile is kept. Returns -1 when nothing went.
+const DELETE_INVALID_LUA = `
+local v = redis.call('GET', KEYS[3])
+if not v or redis.sha1hex(v) ~= ARGV[3] then return -1 end
+${DELETE_VARIANT_LUA}`
+
 // The no-Vary entry is included even when the variant set lacks it (a variant set lost to
 // maxmemory eviction must not let a purged no-Vary entry answer lookups again).
 const MEMBERS_LUA = (variantsKey: string): string => `
@@ -228,6 +239,7 @@ type ScriptCall = (...args: Arg[]) => Promise<unknown>
 interface StoreScripts {
   cachegateStorePut: ScriptCall
   cachegateStoreDeleteVariant: ScriptCall
+  cachegateStoreDeleteInvalid: ScriptCall
   cachegateStoreDeleteUrl: ScriptCall
   cachegateStoreMarkStale: ScriptCall
   cachegateStoreIndexAdd: ScriptCall
@@ -237,6 +249,7 @@ interface StoreScripts {
 const SCRIPTS: Record<keyof StoreScripts, { lua: string, numberOfKeys: number, readOnly?: boolean }> = {
   cachegateStorePut: { lua: PUT_LUA, numberOfKeys: 3 },
   cachegateStoreDeleteVariant: { lua: DELETE_VARIANT_LUA, numberOfKeys: 3 },
+  cachegateStoreDeleteInvalid: { lua: DELETE_INVALID_LUA, numberOfKeys: 3 },
   cachegateStoreDeleteUrl: { lua: DELETE_URL_LUA, numberOfKeys: 2 },
   cachegateStoreMarkStale: { lua: MARK_STALE_LUA, numberOfKeys: 1 },
   cachegateStoreIndexAdd: { lua: INDEX_ADD_LUA, numberOfKeys: 2 },
@@ -251,6 +264,9 @@ export class RedisStore implements Store {
   readonly #prefix: string
   readonly #clock: Clock
   readonly #decoded = new DecodedEntries()
+  readonly #invalidListeners = new Set<InvalidEntryListener>()
+  /** Refused values being deleted: entry id -> SHA-1 of the value (one delete and one report per value). */
+  readonly #discarding = new Map<string, string>()
 
   constructor (options: RedisStoreOptions) {
     assertKeyPrefix(options.keyPrefix)
@@ -276,11 +292,43 @@ export class RedisStore implements Store {
     const keys = urlKeys(this.#prefix, url)
     // One round trip: both keys carry the URL's hash tag, so MGET is valid on Cluster too.
     const [vary, entry] = await this.#client.mgetBuffer(keys.vary, keys.entry('' as VariantId))
-    return { vary: parseVary(vary ?? null), entry: this.#decoded.read(url, '', entry ?? null) }
+    return { vary: parseVary(vary ?? null), entry: this.#entry(url, '' as VariantId, entry ?? null) }
   }
 
   async getVariant (url: CacheKey, variant: VariantId): Promise<CacheEntry | null> {
-    return this.#decoded.read(url, variant, await this.#client.getBuffer(urlKeys(this.#prefix, url).entry(variant)))
+    return this.#entry(url, variant, await this.#client.getBuffer(urlKeys(this.#prefix, url).entry(variant)))
+  }
+
+  onInvalidEntry (listener: InvalidEntryListener): () => void {
+    this.#invalidListeners.add(listener)
+    return () => { this.#invalidListeners.delete(listener) }
+  }
+
+  /** The entry the bytes hold, or null when absent or refused (then deleted and reported). */
+  #entry (url: CacheKey, variant: VariantId, raw: Buffer | null): CacheEntry | null {
+    if (raw === null) return null
+    const result = this.#decoded.read(url, variant, raw)
+    if (result.ok) return result.entry
+    this.#discard(url, variant, raw, result.problem)
+    return null
+  }
+
+  /**
+   * Deletes a refused value in the background, on the write connection, only while Redis still
+   * holds these bytes, then reports it. The read does not wait: it is a miss either way.
+   */
+  #discard (url: CacheKey, variant: VariantId, raw: Buffer, problem: EntryProblem): void {
+    const id = `${url}\n${variant}`
+    const digest = createHash('sha1').update(raw).digest('hex')
+    if (this.#discarding.get(id) === digest) return
+    this.#discarding.set(id, digest)
+    const keys = urlKeys(this.#prefix, url)
+    const report = (deleted: boolean): void => {
+      if (this.#discarding.get(id) === digest) this.#discarding.delete(id)
+      reportInvalid(this.#invalidListeners, { url, variant, problem, store: 'redis', deleted })
+    }
+    this.#writes.cachegateStoreDeleteInvalid(keys.vary, keys.variants, keys.entry(variant), keys.entryPrefix, variant, digest)
+      .then(() => { report(true) }, () => { report(false) })
   }
 
   async put (url: CacheKey, variant: VariantId, entry: CacheEntry, options: PutOptions): Promise<void> {
@@ -367,20 +415,16 @@ function parseVary (raw: Buffer | null): readonly string[] | null {
   if (raw === null) return null
   try {
     const names: unknown = JSON.parse(raw.toString('utf8'))
-    if (isStringArray(names)) return names
+    // The names pick request fields for the variant: field names only (RFC 9110 §5.1 token).
+    if (isStringArray(names) && names.every((n) => VARY_NAME.test(n) && n !== '__proto__')) return names
   } catch {}
   return null
 }
 
+const VARY_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
+
 function isStringArray (v: unknown): v is string[] {
   return Array.isArray(v) && v.every((n) => typeof n === 'string')
-}
-
-/** The decoded entry, or null when absent, malformed or stored for another URL. */
-function readEntry (url: CacheKey, raw: Buffer | null): CacheEntry | null {
-  if (raw === null) return null
-  const entry = decodeEntry(raw)
-  return entry !== null && entry.url === url ? entry : null
 }
 
 /**
@@ -399,13 +443,14 @@ class DecodedEntries {
     this.#maxBytes = maxBytes
   }
 
-  read (url: CacheKey, variant: string, raw: Buffer | null): CacheEntry | null {
-    if (raw === null) return null
+  /** Refused values are decoded again on every read: they are rare, and deleted when found. */
+  read (url: CacheKey, variant: string, raw: Buffer): DecodeResult {
     const id = `${url}\n${variant}`
     const known = this.#byKey.get(id)
-    if (known !== undefined && known.raw.equals(raw)) return known.entry
-    const entry = readEntry(url, raw)
-    if (entry === null || raw.length > this.#maxBytes / 64) return entry
+    if (known !== undefined && known.raw.equals(raw)) return { ok: true, entry: known.entry }
+    const result = decodeEntry(raw, url)
+    if (!result.ok || raw.length > this.#maxBytes / 64) return result
+    const entry = result.entry
     if (this.#bytes + raw.length > this.#maxBytes) {
       this.#byKey = new Map()
       this.#bytes = 0
@@ -418,6 +463,6 @@ class DecodedEntries {
     Object.freeze(entry)
     this.#byKey.set(id, { raw, entry })
     this.#bytes += raw.length
-    return entry
+    return result
   }
 }

@@ -7,6 +7,7 @@
  * normalized values for the Vary names ('' when the URL does not vary).
  */
 import type { CacheEntry } from '../cache/entry.ts'
+import type { EntryProblem } from '../cache/entry-check.ts'
 import type { CacheKey, VariantId } from '../cache/key.ts'
 
 export interface StoreLookup {
@@ -21,6 +22,31 @@ export interface PutOptions {
   ttlMs: number
   /** Most variants kept per URL; the least recently stored go first. */
   maxVariants: number
+}
+
+/**
+ * A stored entry a read refused (src/cache/entry-check.ts): it was read as absent, and the
+ * store deleted it (unless a newer value had replaced it meanwhile, or the delete failed).
+ */
+export interface InvalidEntry {
+  url: CacheKey
+  variant: VariantId
+  problem: EntryProblem
+  /** The store that held it (a tiered store's L1 reports as 'memory'). */
+  store: 'memory' | 'redis'
+  /** false when the delete failed: the value then stays until its TTL or the next put. */
+  deleted: boolean
+}
+
+export type InvalidEntryListener = (e: InvalidEntry) => void
+
+/** Calls every listener; one that throws neither stops the others nor reaches the read. */
+export function reportInvalid (listeners: Iterable<InvalidEntryListener>, e: InvalidEntry): void {
+  for (const listener of listeners) {
+    try {
+      listener(e)
+    } catch {}
+  }
 }
 
 export interface Store {
@@ -51,4 +77,12 @@ export interface Store {
    * process (memory, L1): undefined when not there or when the store cannot tell without I/O.
    */
   peek?(url: CacheKey): CacheEntry | undefined
+  /**
+   * Stored data is untrusted: every entry a read returns (lookup, getVariant, peek) has passed
+   * entryProblem for the URL asked, and a body seal recorded at put time. A stored value that
+   * fails is read as absent, deleted, and reported to these listeners (once per value found).
+   * put() does not refuse such entries: the check belongs to the read, where stored bytes
+   * come back. Returns a function that removes the listener.
+   */
+  onInvalidEntry?(listener: InvalidEntryListener): () => void
 }

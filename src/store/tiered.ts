@@ -17,6 +17,9 @@
  *   message per URL.
  *
  * Indexes (urlsForTag, urlsForPrefix, origins) are read from L2: every L1 copy is in L2.
+ *
+ * Invalid stored entries: each tier checks what it reads (see Store.onInvalidEntry) and deletes
+ * its own refused value; this store passes both tiers' reports on to its listeners.
  */
 import { retention } from '../cache/freshness.ts'
 import type { CacheEntry } from '../cache/entry.ts'
@@ -24,7 +27,7 @@ import type { CacheKey, VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
 import type { Bus } from '../invalidation/bus.ts'
 import { MemoryStore } from './memory.ts'
-import type { PutOptions, Store, StoreLookup } from './store.ts'
+import { reportInvalid, type InvalidEntryListener, type PutOptions, type Store, type StoreLookup } from './store.ts'
 
 export interface TieredStoreOptions {
   /** The shared store (the truth). */
@@ -75,6 +78,7 @@ export class TieredStore implements Store {
   readonly #reads = new Map<CacheKey, Set<Ticket>>()
   readonly #stats = { l1Hits: 0, l2Reads: 0, fills: 0, invalidations: 0, clears: 0 }
   readonly #listeners = new Set<(message: string) => void>()
+  readonly #invalidListeners = new Set<InvalidEntryListener>()
   #started: Promise<void> | undefined
 
   constructor (options: TieredStoreOptions) {
@@ -83,6 +87,12 @@ export class TieredStore implements Store {
     }
     this.#o = options
     this.#l1 = this.#newL1()
+    options.l2.onInvalidEntry?.((e) => { reportInvalid(this.#invalidListeners, e) })
+  }
+
+  onInvalidEntry (listener: InvalidEntryListener): () => void {
+    this.#invalidListeners.add(listener)
+    return () => { this.#invalidListeners.delete(listener) }
   }
 
   /** Subscribes to invalidations and reconnects; call once before serving. */
@@ -209,7 +219,9 @@ export class TieredStore implements Store {
   }
 
   #newL1 (): MemoryStore {
-    return new MemoryStore({ maxBytes: this.#o.maxBytes, clock: this.#o.clock })
+    const l1 = new MemoryStore({ maxBytes: this.#o.maxBytes, clock: this.#o.clock })
+    l1.onInvalidEntry((e) => { reportInvalid(this.#invalidListeners, e) })
+    return l1
   }
 
   /**

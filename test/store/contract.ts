@@ -42,7 +42,8 @@ export function makeEntry (url: string, overrides: Partial<CacheEntry> = {}): Ca
       'content-type': 'application/octet-stream',
       'set-cookie': ['a=1; Path=/', 'b=2; Path=/'],
       etag: '"v1"',
-      'x-unicode': 'caf\u00e9 \u2603'
+      // obs-text (RFC 9110 §5.5): bytes 0x80-0xFF, read as latin1 characters.
+      'x-obs-text': 'caf\u00e9 \u00ff'
     },
     body: Buffer.from(ALL_BYTES),
     requestTime: 1_767_225_599_900,
