@@ -134,11 +134,25 @@ function staleWindows (directives: Directives, policy: FreshnessPolicy): { stale
 export function initialAge (headers: IncomingHeaders, requestTime: number, responseTime: number): number {
   const date = httpDate(headers.date)
   const apparentAge = date === undefined ? 0 : Math.max(0, responseTime - date)
-  const ageText = single(headers.age)
-  // Age is delta-seconds: an invalid value is ignored, a huge one clamped to 2^31 (§1.2.2, §5.1).
-  const ageValue = ageText !== undefined && /^\d+$/.test(ageText.trim()) ? Math.min(Number(ageText.trim()), 2147483648) * 1000 : 0
+  const ageValue = ageFieldValue(headers.age)
   const correctedAgeValue = ageValue + Math.max(0, responseTime - requestTime)
   return Math.max(apparentAge, correctedAgeValue)
+}
+
+/** §1.2.2: the largest delta-seconds a cache must represent; anything beyond counts as this. */
+const MAX_DELTA_MS = 2147483648 * 1000
+
+/**
+ * The Age field (§5.1) in ms: 0 when absent. Age is a single delta-seconds: a huge value is
+ * clamped to 2^31 s (§1.2.2); anything else (a sign, a fraction, a list, parameters, two field
+ * lines, an empty value) is invalid freshness information, which §4.2.1 encourages caches to
+ * treat as stale, so it counts as the oldest age there is rather than being ignored.
+ */
+export function ageFieldValue (value: string | readonly string[] | undefined): number {
+  if (value === undefined) return 0
+  if (typeof value !== 'string') return value.length === 1 && value[0] !== undefined ? ageFieldValue(value[0]) : MAX_DELTA_MS
+  const text = value.trim()
+  return /^\d+$/.test(text) ? Math.min(Number(text) * 1000, MAX_DELTA_MS) : MAX_DELTA_MS
 }
 
 /** §4.2.3 current_age = corrected_initial_age + resident_time. */

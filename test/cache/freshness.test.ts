@@ -133,10 +133,19 @@ t.test('initialAge is corrected_initial_age of RFC 9111 §4.2.3', async (t) => {
     { name: '§4.2.3 corrected_age_value = age_value + response_delay', headers: { age: '30' }, requestTime: T - 2 * S, responseTime: T, expected: 32 * S },
     { name: '§4.2.3 the larger of apparent age and corrected age value (apparent)', headers: { date: date(T - 60 * S), age: '30' }, requestTime: T - 2 * S, responseTime: T, expected: 60 * S },
     { name: '§4.2.3 the larger of apparent age and corrected age value (corrected)', headers: { date: date(T - 5 * S), age: '30' }, requestTime: T - 2 * S, responseTime: T, expected: 32 * S },
-    { name: '§5.1 an invalid Age is ignored', headers: { age: '-5' }, requestTime: T, responseTime: T, expected: 0 },
-    { name: '§5.1 a fractional Age is ignored', headers: { age: '1.5' }, requestTime: T, responseTime: T, expected: 0 },
+    // §4.2.1 encourages treating invalid freshness information as stale; an invalid Age is the
+    // oldest age there is (2^31 s, §1.2.2), so the response is never reused without revalidation.
+    { name: '§5.1 a negative Age makes the response stale', headers: { age: '-5' }, requestTime: T, responseTime: T, expected: 2147483648 * S },
+    { name: '§5.1 a fractional Age makes the response stale', headers: { age: '1.5' }, requestTime: T, responseTime: T, expected: 2147483648 * S },
+    { name: '§5.1 a non-numeric Age makes the response stale', headers: { age: 'abc' }, requestTime: T, responseTime: T, expected: 2147483648 * S },
+    { name: '§5.1 an empty Age makes the response stale', headers: { age: '' }, requestTime: T, responseTime: T, expected: 2147483648 * S },
+    { name: '§5.1 an Age list on one line makes the response stale', headers: { age: '0, 0' }, requestTime: T, responseTime: T, expected: 2147483648 * S },
+    { name: '§5.1 an Age list without spaces makes the response stale', headers: { age: '0,7200' }, requestTime: T, responseTime: T, expected: 2147483648 * S },
+    { name: '§5.1 an Age with a suffix makes the response stale', headers: { age: '7200,0' }, requestTime: T, responseTime: T, expected: 2147483648 * S },
+    { name: '§5.1 an Age with parameters makes the response stale', headers: { age: '0;foo=bar' }, requestTime: T, responseTime: T, expected: 2147483648 * S },
+    { name: '§5.1 two Age lines make the response stale, even when equal', headers: { age: ['0', '0'] }, requestTime: T, responseTime: T, expected: 2147483648 * S },
     { name: '§5.1 Age with surrounding whitespace is read', headers: { age: ' 7 ' }, requestTime: T, responseTime: T, expected: 7 * S },
-    { name: '§5.1 two Age lines are invalid and ignored', headers: { age: ['1', '2'] }, requestTime: T, responseTime: T, expected: 0 },
+    { name: '§5.1 Age with leading zeros is read', headers: { age: '007' }, requestTime: T, responseTime: T, expected: 7 * S },
     { name: '§1.2.2 a huge Age is clamped to 2^31 s', headers: { age: '99999999999' }, requestTime: T, responseTime: T, expected: 2147483648 * S },
     { name: '§4.2.3 an invalid Date is no apparent age', headers: { date: 'yesterday' }, requestTime: T, responseTime: T, expected: 0 }
   ]
