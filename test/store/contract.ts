@@ -13,7 +13,7 @@ import type { Test } from 'tap'
 import type { CacheEntry } from '../../src/cache/entry.ts'
 import type { CacheKey, VariantId } from '../../src/cache/key.ts'
 import type { ManualClock } from '../../src/clock.ts'
-import type { PutOptions, Store } from '../../src/store/store.ts'
+import type { InvalidEntry, PutOptions, Store } from '../../src/store/store.ts'
 
 export interface StoreHarness {
   store: Store
@@ -133,6 +133,40 @@ export async function storeContract (t: Test, name: string, make: MakeStore): Pr
     const { store } = await make(t)
     await t.rejects(store.put(A1, NO_VARY, makeEntry(A2), PUT))
     t.strictSame(await store.lookup(A1), { vary: null, entry: null })
+  })
+
+  await t.test(`${name}: an entry that fails the entry check reads as absent, is deleted and reported once`, async (t) => {
+    const { store } = await make(t)
+    if (store.onInvalidEntry === undefined) {
+      t.fail('the store reports invalid entries')
+      return
+    }
+    const reports: InvalidEntry[] = []
+    const reported = new Promise<void>((resolve) => {
+      store.onInvalidEntry?.((e) => {
+        reports.push(e)
+        resolve()
+      })
+    })
+    // put() does not check: the check belongs to the read, where stored bytes come back.
+    await store.put(A1, NO_VARY, makeEntry(A1, { headers: { 'x-injected': 'a\r\nset-cookie: evil=1' } }), PUT)
+    t.strictSame(await store.lookup(A1), { vary: [], entry: null }, 'read as absent, never served')
+    await reported
+    t.strictSame(reports, [{ url: A1, variant: NO_VARY, problem: 'header-value', store: reports[0]?.store, deleted: true }])
+    t.strictSame(await store.lookup(A1), { vary: null, entry: null }, 'deleted with the URL\'s Vary record')
+    t.equal(reports.length, 1, 'reported once')
+  })
+
+  await t.test(`${name}: a variant that fails the entry check reads as absent and the other variants stay`, async (t) => {
+    const { store } = await make(t)
+    const reported = new Promise<InvalidEntry>((resolve) => { store.onInvalidEntry?.(resolve) })
+    const vary = (lang: string): Partial<CacheEntry> => ({ vary: { 'accept-language': lang } })
+    await store.put(A1, variant('en'), makeEntry(A1, vary('en')), PUT)
+    await store.put(A1, variant('fr'), makeEntry(A1, { ...vary('fr'), status: 1000 }), PUT)
+    t.equal(await store.getVariant(A1, variant('fr')), null)
+    t.match(await reported, { url: A1, variant: 'fr', problem: 'status', deleted: true })
+    sameEntry(t, await store.getVariant(A1, variant('en')), makeEntry(A1, vary('en')), 'the valid variant is kept')
+    t.strictSame((await store.lookup(A1)).vary, ['accept-language'])
   })
 
   await t.test(`${name}: a varying URL records its Vary names and keeps each variant`, async (t) => {

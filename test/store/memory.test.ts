@@ -93,3 +93,18 @@ await t.test('memory: the constructor rejects a bad maxBytes', (t) => {
   t.throws(() => new MemoryStore({ maxBytes: Number.NaN, clock: new ManualClock() }), RangeError)
   t.end()
 })
+
+await t.test('memory: a body changed through an object a read handed out is refused by its seal, removed and reported', async (t) => {
+  const store = new MemoryStore({ maxBytes: 1_000_000, clock: new ManualClock() })
+  const reports: string[] = []
+  store.onInvalidEntry((e) => reports.push(`${e.url} ${e.problem} ${e.store} ${String(e.deleted)}`))
+  await store.put(url(1), NO_VARY, entryOf(1), PUT)
+  const read = (await store.lookup(url(1))).entry
+  if (read === null) throw new Error('the put was not stored')
+  read.body[0] = 0xee // what callers must never do: the bytes cannot be frozen
+  t.equal(store.peek(url(1)), undefined, 'the fast path\'s synchronous read refuses it too')
+  t.strictSame(reports, [`${url(1)} checksum memory true`])
+  t.strictSame(await store.lookup(url(1)), { vary: null, entry: null }, 'removed')
+  t.strictSame(store.stats(), { bytes: 0, entries: 0 })
+  t.strictSame(await store.urlsForTag('item'), [], 'and out of its indexes')
+})
