@@ -35,6 +35,8 @@ import { registerOpsRoutes, reloadFrom, type ReloadResult } from './http/admin-o
 import { explain } from './lifecycle/explain.ts'
 import { Health } from './observability/health.ts'
 import { GatewayMetrics, MeteredStore, type StoreOp } from './observability/metrics.ts'
+import { Forwarder } from './invalidation/forwarder.ts'
+import { MemoryOutbox, RedisOutbox } from './invalidation/outbox.ts'
 
 export interface GatewayOptions {
   config: GatewayConfig
@@ -53,6 +55,8 @@ export interface GatewayOptions {
   adminListener?: boolean
   /** Where GET /metrics reads from instead of this gateway's registry (the primary's aggregate of all workers). */
   metricsText?: () => Promise<string>
+  /** Waits between CDN purge retries (tests inject one that does not sleep); see invalidation/forwarder.ts. */
+  cdnSleep?: (ms: number, signal: AbortSignal) => Promise<void>
 }
 
 export interface Gateway {
@@ -62,6 +66,8 @@ export interface Gateway {
   readonly tasks: Tasks
   readonly logger: Logger
   readonly metrics: GatewayMetrics
+  /** CDN purge forwarding; undefined without `cdn` in the config. */
+  readonly forwarder: Forwarder | undefined
   readonly health: Health
   config(): GatewayConfig
   /**
@@ -296,7 +302,22 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     await announce?.(keys)
   }
 
+  // CDN purge forwarding (config.cdn): a Redis stream per CDN with Redis, else an in-process queue.
+  const forwarder = config.cdn === undefined
+    ? undefined
+    : new Forwarder({
+      cdns: config.cdn,
+      outbox: redisClient !== undefined ? new RedisOutbox({ client: redisClient, keyPrefix: backend.prefix }) : new MemoryOutbox(),
+      clock,
+      logger,
+      ...(options.random !== undefined ? { random: options.random } : {}),
+      ...(options.cdnSleep !== undefined ? { sleep: options.cdnSleep } : {}),
+      onResult: (provider, result) => metrics.cdnPurge(provider, result)
+    })
+  if (forwarder !== undefined) metrics.setCdnOutboxDepth(async () => await forwarder.depths())
+
   const purger = new Purger({
+    ...(forwarder !== undefined ? { forward: async (p) => await forwarder.forward(p) } : {}),
     store,
     clock,
     routes: () => routes,
@@ -367,6 +388,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     logger,
     metrics,
     health,
+    forwarder,
     config: () => config,
     reload (next) {
       config = next
@@ -377,6 +399,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     },
     reloadFromSource,
     async listen () {
+      forwarder?.start()
       const subscribed = readThrough.start().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not subscribe to fill messages'))
       const l1Subscribed = tiered?.start().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not subscribe to invalidations: L1 copies live until l1MaxTtl'))
       if (backend.redis !== undefined && !(await redisReady(backend.redis, 2000))) {
@@ -411,6 +434,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
         clearInterval(reaper)
       }
       await tasks.settled()
+      await forwarder?.close()
       await origin.close()
       await store.close()
       await backend.close()

@@ -15,6 +15,8 @@ import type { RouteConfig } from '../config/types.ts'
 import type { Store } from '../store/store.ts'
 import { CLEAR_ALL } from '../store/tiered.ts'
 import type { Bus } from './bus.ts'
+import type { CdnPurge } from './cdn/types.ts'
+import { cdnPurgeOf, type ForwardReport } from './forwarder.ts'
 
 export type PurgeMode = 'soft' | 'hard' | 'revalidate'
 export type PurgeKind = 'url' | 'prefix' | 'tag' | 'host' | 'all' | 'method'
@@ -35,6 +37,8 @@ export interface PurgeResult {
   marked: number
   mode: PurgeMode
   durationMs: number
+  /** Each CDN's forward state, when CDNs are configured (forwarder.ts). */
+  cdn?: ForwardReport[]
 }
 
 /** What one accepted purge did, for metrics. */
@@ -234,6 +238,8 @@ export interface PurgerOptions {
   /** Runs the refreshes of a revalidate purge in the background, awaitable by tests and shutdown. */
   background: (name: string, fn: () => Promise<unknown>) => void
   onPurge?: (event: PurgeEvent) => void
+  /** Forwards a purge that succeeded here to the CDNs in front (gateway first, then CDN). */
+  forward?: (purge: CdnPurge) => Promise<ForwardReport[]>
   /** Overrides PURGE_RETRY_DELAYS_MS (tests). */
   retryDelaysMs?: readonly number[]
 }
@@ -268,12 +274,16 @@ export class Purger {
     if (request.tags.length > 0) kinds.push('tag')
     if (request.hosts.length > 0) kinds.push('host')
     if (request.all) kinds.push('all')
-    return await this.#apply([...urls], request.mode, kinds, started)
+    const result = await this.#apply([...urls], request.mode, kinds, started)
+    if (this.#o.forward !== undefined) result.cdn = await this.#o.forward(cdnPurgeOf(request))
+    return result
   }
 
   /** Purges stored URLs named exactly (the PURGE method: the request's own key). */
   async purgeKeys (keys: readonly CacheKey[], mode: PurgeMode, kind: PurgeKind): Promise<PurgeResult> {
-    return await this.#apply([...new Set(keys)], mode, [kind], performance.now())
+    const result = await this.#apply([...new Set(keys)], mode, [kind], performance.now())
+    if (this.#o.forward !== undefined) result.cdn = await this.#o.forward(cdnPurgeOf({ urls: keys, prefixes: [], tags: [], hosts: [], all: false, mode }))
+    return result
   }
 
   /** Every stored URL a request selects (index members may name URLs already gone). */

@@ -49,6 +49,7 @@ export class GatewayMetrics {
   readonly #purges: Counter<'kind'>
   readonly #purged: Counter<'kind'>
   readonly #storeErrors: Counter<'op'>
+  readonly #cdnPurges: Counter<'provider' | 'result'>
   readonly #storeDuration: Histogram<'op'>
   readonly #invalidEntries: Counter<'reason'>
   #l1Bytes: () => number = () => 0
@@ -124,6 +125,12 @@ export class GatewayMetrics {
       labelNames: ['reason'],
       registers
     })
+    this.#cdnPurges = new Counter({
+      name: 'cachegate_cdn_purge_total',
+      help: 'Purge batches forwarded to CDNs by provider and result (done, retried, failed, refused)',
+      labelNames: ['provider', 'result'],
+      registers
+    })
     // Every reason is exported from the start (0 until it happens), so an alert can use rate().
     for (const reason of ENTRY_PROBLEMS) this.#invalidEntries.labels({ reason })
     const l1 = (): number => this.#l1Bytes()
@@ -184,6 +191,24 @@ export class GatewayMetrics {
       case 'refresh':
         this.#refreshes.inc({ route: e.route, result: e.result })
     }
+  }
+
+  /** One CDN purge batch result (refused: a part of a purge the provider cannot do). */
+  cdnPurge (provider: string, result: 'done' | 'retried' | 'failed' | 'refused'): void {
+    this.#cdnPurges.inc({ provider, result })
+  }
+
+  /** Batches waiting in the CDN forward outbox, per configured CDN, read when scraped. */
+  setCdnOutboxDepth (read: () => Promise<ReadonlyArray<[cdn: string, depth: number]>>): void {
+    this.registry.registerMetric(new Gauge({
+      name: 'cachegate_cdn_outbox_depth',
+      help: 'Purge batches waiting to be forwarded (or being retried), per CDN',
+      labelNames: ['cdn'],
+      registers: [],
+      async collect () {
+        for (const [cdn, depth] of await read()) this.set({ cdn }, depth)
+      }
+    }))
   }
 
   /** One purge request of a kind and the number of stored entries it removed or marked stale. */

@@ -40,6 +40,8 @@ export interface GatewayOptions {
   store?: Store
   /** Random source for TTL jitter and refresh-ahead. */
   random?: () => number
+  /** Waits between CDN purge retries (default: real timers). */
+  cdnSleep?: (ms: number, signal: AbortSignal) => Promise<void>
 }
 
 export async function withGateway (t: Test, options: GatewayOptions): Promise<GatewayHandle> {
@@ -62,6 +64,7 @@ export async function withGateway (t: Test, options: GatewayOptions): Promise<Ga
     logger: createLogger({ level: 'info', pretty: false, destination }),
     ...(options.store !== undefined ? { store: options.store } : {}),
     ...(options.random !== undefined ? { random: options.random } : {}),
+    ...(options.cdnSleep !== undefined ? { cdnSleep: options.cdnSleep } : {}),
     onOutcome: (o) => outcomes.push(o)
   })
   const { port, adminPort } = await gateway.listen()
