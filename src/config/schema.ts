@@ -14,6 +14,7 @@ import { isIP, isIPv6 } from 'node:net'
 import { Kind, Type, TypeRegistry } from '@sinclair/typebox'
 import type { SchemaOptions, Static, TObject, TOptional, TProperties, TSchema, TUnsafe } from '@sinclair/typebox'
 import { normalizePath } from '../cache/key.ts'
+import { ADDRESS_RANGE_EXAMPLE, parseAddressRange } from './address-range.ts'
 import { parseDuration, parseSize } from './duration.ts'
 
 // ---------------------------------------------------------------------------------------------
@@ -191,6 +192,13 @@ export const HostPort = leaf<string>('HostPort', ofType('host:port such as "127.
 }))
 
 export const IpAddress = leaf<string>('IpAddress', ofType('an IP address such as "127.0.0.1"', (value) => isIP(value) !== 0))
+
+/** An address or CIDR range (trustedProxies); the message says which part is wrong. */
+export const AddressRange = leaf<string>('AddressRange', (value) => {
+  if (typeof value !== 'string') return expected(ADDRESS_RANGE_EXAMPLE, value)
+  const range = parseAddressRange(value)
+  return 'expected' in range ? expected(range.expected, value) : undefined
+})
 
 export const HeaderName = leaf<string>('HeaderName', ofType('a header name such as "x-tenant"', (value) => TOKEN.test(value)))
 
@@ -386,6 +394,8 @@ export const FileSchema = Type.Object({
   limits: Type.Optional(LimitsSchema),
   purgeMethod: Type.Optional(PurgeMethodSchema),
   shutdownTimeout: withDefault(Timeout(), '10s'),
+  trustedProxies: withDefault(Type.Array(AddressRange(), { expected: 'a list of IP addresses or CIDR ranges' }), []),
+  stripHeaders: withDefault(Type.Array(HeaderName(), { expected: 'a list of header names' }), []),
   cdn: Type.Optional(Type.Array(CdnSchema, { expected: 'a list of CDN forwards' })),
   webhooks: Type.Optional(Type.Array(WebhookSchema, { expected: 'a list of CMS webhooks' })),
   routes: Type.Array(RouteSchema, { minItems: 1, expected: 'a non-empty list of routes' })

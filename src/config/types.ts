@@ -182,6 +182,13 @@ export interface GatewayConfig {
   limits: LimitsConfig
   purgeMethod: PurgeMethodConfig
   shutdownTimeout: number
+  /**
+   * Peers (addresses and CIDR ranges, as written) whose X-Forwarded-For and Forwarded are kept
+   * and extended; from any other peer they are replaced. Empty: no peer is trusted.
+   */
+  trustedProxies: readonly string[]
+  /** Extra request fields (lower-case) never forwarded unless a route keys on them. */
+  stripHeaders: readonly string[]
   routes: readonly RouteConfig[]
   /** CDN purge forwards; absent when none is configured. */
   cdn?: readonly CdnConfig[]

@@ -8,7 +8,7 @@ import replyFrom from '@fastify/reply-from'
 import { METHODS, type IncomingHttpHeaders } from 'node:http'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
-import { single, withoutHopByHop } from '../cache/headers.ts'
+import { single } from '../cache/headers.ts'
 import { invalidationTargets, isUnsafe } from '../cache/invalidate.ts'
 import { normalizeRequestUrl, type CacheKey } from '../cache/key.ts'
 import { hostFields, ignoreFor } from './request-fields.ts'
@@ -21,15 +21,7 @@ import { originError } from '../origin/client.ts'
 import type { OutcomeKind, RequestOutcome } from '../observability/events.ts'
 import { downstreamHeaders, sendAnswer, sendError, VIA } from './respond.ts'
 import { prefetched } from './fast-hit.ts'
-
-/**
- * Request fields that can change an origin's answer without being part of the key: they are
- * removed before forwarding unless the route puts them in its key (cache poisoning).
- */
-export const UNKEYED_HEADERS = [
-  'x-forwarded-host', 'x-original-url', 'x-rewrite-url', 'x-http-method-override', 'forwarded', 'x-forwarded-scheme',
-  'x-forwarded-port', 'x-host', 'x-forwarded-prefix', 'x-forwarded-server', 'x-original-host', 'x-http-method', 'x-method-override'
-]
+import { forwardHeaders, forwardingPolicy } from './forwarding.ts'
 
 export interface ProxyDeps {
   config: () => GatewayConfig
@@ -59,29 +51,6 @@ declare module 'fastify' {
   interface FastifyRequest {
     cg: RequestState | undefined
   }
-}
-
-/** Per route: the request fields never forwarded besides hop-by-hop ones (Host, unkeyed fields the route does not key on). */
-const notForwarded = new WeakMap<RouteConfig, ReadonlySet<string>>()
-function dropFor (route: RouteConfig): ReadonlySet<string> {
-  let drop = notForwarded.get(route)
-  if (drop === undefined) {
-    drop = new Set(['host', ...UNKEYED_HEADERS.filter((name) => !route.key.headers.includes(name))])
-    notForwarded.set(route, drop)
-  }
-  return drop
-}
-
-/** The headers sent to the origin for a client request. */
-export function forwardHeaders (headers: IncomingHttpHeaders, route: RouteConfig, clientIp: string, scheme: string, host: string): Record<string, string | string[]> {
-  const out = withoutHopByHop(headers, dropFor(route))
-  const xff = single(headers['x-forwarded-for'])
-  out['x-forwarded-for'] = xff !== undefined && xff.trim() !== '' ? `${xff}, ${clientIp}` : clientIp
-  out['x-forwarded-proto'] = scheme
-  if (!route.key.headers.includes('x-forwarded-host')) out['x-forwarded-host'] = host
-  const via = single(headers.via)
-  out.via = via !== undefined ? `${via}, ${VIA}` : VIA
-  return out
 }
 
 /**
@@ -192,7 +161,9 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
       return reply
     }
     state.url = normalized.key
-    const forward = forwardHeaders(request.headers, route, request.ip, scheme, host)
+    // One forwarded set for every origin request made for this request, and for its variant.
+    // request.ip is the peer's address: fastify's trustProxy is off (gateway.ts).
+    const forward = forwardHeaders({ headers: request.headers, route, policy: forwardingPolicy(config), peer: request.ip, scheme, host })
     const method = request.method
 
     if ((method === 'GET' || method === 'HEAD') && route.enabled) {

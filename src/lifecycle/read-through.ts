@@ -39,7 +39,13 @@ export interface CacheRequest {
   method: 'GET' | 'HEAD'
   /** The client's request headers (lower-case names). */
   headers: IncomingHeaders
-  /** Headers to send to the origin: hop-by-hop and unkeyed headers removed, X-Forwarded-* and Via set. */
+  /**
+   * Headers to send to the origin: hop-by-hop and unkeyed headers removed, X-Forwarded-* and Via
+   * set (http/forwarding.ts). Variant values (route key headers and cookies, Vary) are read from
+   * these, not from the client's headers: a field the client's Connection names never reaches
+   * the origin, so the answer must not be stored as, found for, or shared with the variant of
+   * a value the origin never saw (RFC 9111 §4.1 compares the request the response answered).
+   */
   forward: Record<string, string | string[]>
   /** The store lookup already made for this request (fast path), used instead of asking again. */
   lookup?: { result: StoreLookup } | { error: unknown } | undefined
@@ -185,7 +191,7 @@ export class ReadThrough {
     }
     if (lookup.vary === null) return { entry: null, vary: null, variant: undefined, values: undefined, storeDetail: undefined }
     const spec = mergeSpec(route.key.headers, route.key.cookies, lookup.vary)
-    const values = variantValues(spec, req.headers)
+    const values = variantValues(spec, req.forward)
     const variant = variantId(values)
     let entry = variant === NO_VARIANT ? lookup.entry : null
     if (variant !== NO_VARIANT) {
@@ -546,7 +552,7 @@ export class ReadThrough {
     let detail = prepared.storable ? undefined : prepared.detail
     if (prepared.storable && Number.isFinite(declared) && declared > this.#o.cache.maxObjectSize) detail = 'too-large'
     const spec = mergeSpec(req.route.key.headers, req.route.key.cookies, prepared.storable ? prepared.varyNames : [])
-    const values = variantValues(spec, req.headers)
+    const values = variantValues(spec, req.forward)
     flight.varyValues = values
     const decision = {
       at: head.responseTime,
@@ -695,7 +701,7 @@ export class ReadThrough {
     }
     if (!flight.shareable || flight.varyValues === undefined) return undefined
     const spec = { headers: Object.keys(flight.varyValues).filter((k) => !k.startsWith('cookie:')), cookies: Object.keys(flight.varyValues).filter((k) => k.startsWith('cookie:')).map((k) => k.slice(7)) }
-    if (!sameVariant(flight.varyValues, variantValues(spec, req.headers))) return undefined
+    if (!sameVariant(flight.varyValues, variantValues(spec, req.forward))) return undefined
     const body = flight.subscribe()
     if (body === null) return undefined
     this.#event({ type: 'collapsed', route: req.route.name })

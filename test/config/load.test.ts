@@ -69,6 +69,8 @@ t.test('a file with only one origin gets every default', async (t) => {
     limits: { maxUrlLength: 8192, maxHeaderBytes: 16 * 1024, maxBodyBytes: 10 * 2 ** 20 },
     purgeMethod: { enabled: false, allow: ['127.0.0.1', '::1'] },
     shutdownTimeout: 10_000,
+    trustedProxies: [],
+    stripHeaders: [],
     routes: [defaultRoute]
   }
   t.strictSame(await loadConfig(file, {}), expected)
@@ -93,6 +95,8 @@ t.test('a file setting every key gets exactly those values, normalized', async (
     limits: { maxUrlLength: 2048, maxHeaderBytes: 8000, maxBodyBytes: 1_048_576 },
     purgeMethod: { enabled: true, allow: ['10.0.0.1', 'fd00::1'] },
     shutdownTimeout: 90_000,
+    trustedProxies: ['10.0.0.0/8', '192.0.2.7', 'fd00::/8'],
+    stripHeaders: ['x-debug-user', 'x-internal'],
     routes: [
       {
         name: 'catalog',
@@ -258,7 +262,7 @@ t.test('unknown keys are errors at every level, with the allowed keys and a near
     '    timeouts: { idle: 5s }'
   ))
   t.strictSame(problems, [
-    'routes.yaml:1:1: colour: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, routes)',
+    'routes.yaml:1:1: colour: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, trustedProxies, stripHeaders, cdn, webhooks, routes)',
     'routes.yaml:2:10: cache.maxVariant: unknown key, did you mean "maxVariants"? (allowed: memoryMaxBytes, maxObjectSize, maxVariants, l1MaxBytes, l1MaxTtl, coalesceWait, hitForMiss)',
     'routes.yaml:3:28: redis.db: unknown key (allowed: url, cluster, keyPrefix, commandTimeout, writeTimeout, breaker)',
     'routes.yaml:6:5: routes[0].maxttl: unknown key, did you mean "maxTtl"? (allowed: name, host, path, origin, enabled, defaultTtl, maxTtl, key, staleWhileRevalidate, staleIfError, keep, downstreamCacheControl, keepTagHeaders, storeContentTypes, timeouts, maxConnections, l1, ttlJitter, refreshAhead)',
@@ -269,7 +273,7 @@ t.test('unknown keys are errors at every level, with the allowed keys and a near
 
 t.test('a key that is not a plain word is quoted in the path', async (t) => {
   t.strictSame(problemsOf(t, yaml('"max size": 1', 'routes: [{ origin: "http://a" }]')), [
-    'routes.yaml:1:1: ["max size"]: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, routes)'
+    'routes.yaml:1:1: ["max size"]: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, trustedProxies, stripHeaders, cdn, webhooks, routes)'
   ])
 })
 
@@ -426,7 +430,7 @@ t.test('YAML anchors and aliases are followed; an aliased duplicate route is rep
     '  - *r'
   )
   t.strictSame(problemsOf(t, text), [
-    'routes.yaml:1:1: timeouts: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, routes)',
+    'routes.yaml:1:1: timeouts: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, trustedProxies, stripHeaders, cdn, webhooks, routes)',
     'routes.yaml:4:5: routes[1]: duplicate route: host "*" path "/a" is already routes[0]'
   ])
 })

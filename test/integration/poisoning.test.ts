@@ -9,7 +9,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { normalizeRequestUrl } from '../../src/cache/key.ts'
-import { UNKEYED_HEADERS } from '../../src/http/proxy.ts'
+import { UNKEYED_HEADERS } from '../../src/http/forwarding.ts'
 import { withGateway, type GatewayHandle, type GatewayOptions } from '../helpers/gateway.ts'
 import { startOrigin } from '../helpers/origin.ts'
 import { startRedis } from '../helpers/redis.ts'
@@ -69,7 +69,15 @@ const ATTACK: Record<string, string> = {
   'x-forwarded-server': 'evil.test',
   'x-original-host': 'evil.test',
   'x-http-method': 'DELETE-evil',
-  'x-method-override': 'DELETE-evil'
+  'x-method-override': 'DELETE-evil',
+  'x-forwarded-ssl': 'evil',
+  'front-end-https': 'evil',
+  'x-url-scheme': 'evil',
+  'x-forwarded-path': '/evil',
+  'x-real-ip': 'evil',
+  'true-client-ip': 'evil',
+  'x-original-path': '/evil',
+  'x-override-url': '/evil'
 }
 
 function behaviours (kind: StoreKind): void {
