@@ -33,7 +33,8 @@ export class Akamai implements CdnProvider {
 
   constructor (config: Config) {
     this.#c = config
-    this.#edgegrid = new EdgeGrid(config.clientToken, config.clientSecret, config.accessToken, config.apiBase)
+    // The library takes the bare API host and signs for https (Akamai's APIs are HTTPS only).
+    this.#edgegrid = new EdgeGrid(config.clientToken, config.clientSecret, config.accessToken, new URL(config.apiBase).host)
   }
 
   plan (purge: CdnPurge): Plan {
@@ -55,9 +56,13 @@ export class Akamai implements CdnProvider {
     const body = JSON.stringify({ objects: batch.items })
     // The library signs the method, URL, the body's hash, a timestamp and a nonce (EG1-HMAC-SHA256).
     const signed = this.#edgegrid.auth({ path, method: 'POST', headers: { 'Content-Type': 'application/json' }, body }).request as SignedRequest
+    // Sent to apiBase as configured: an http:// base (a test's fake API) still gets the https signature.
+    const url = new URL(signed.url)
+    const base = new URL(this.#c.apiBase)
+    url.protocol = base.protocol
     return {
       method: 'POST',
-      url: signed.url,
+      url: url.href,
       headers: { 'content-type': 'application/json', authorization: signed.headers['Authorization'] ?? '' },
       body
     }
