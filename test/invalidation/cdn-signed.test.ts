@@ -42,7 +42,7 @@ t.test('akamai: tags and URLs go to Fast Purge v3 delete (hard) or invalidate (s
   })
   const res = await purge(gw, { tags: ['product-1'], urls: ['https://shop.example/p/1'], prefixes: ['https://shop.example/p/'] })
   t.match(res.body.cdn, [{ state: 'done', batches: 2, refused: [/^prefixes: Akamai Fast Purge has no prefix purge/] }])
-  t.same(api.calls.map((c) => [c.method, c.url, JSON.parse(c.body)]), [
+  t.same(api.calls.map((c): unknown[] => [c.method, c.url, JSON.parse(c.body)]), [
     ['POST', '/ccu/v3/delete/url/staging', { objects: ['https://shop.example/p/1'] }],
     ['POST', '/ccu/v3/delete/tag/staging', { objects: ['product-1'] }]
   ])
