@@ -4,9 +4,9 @@
  * drives the store and the origin client; it never writes to the client itself; it returns
  * an Answer that http/respond.ts turns into a response.
  */
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
-import { effectiveResponseDirectives, parseCacheControl, type Directives } from '../cache/cache-control.ts'
+import { effectiveResponseDirectives, parseCacheControl, SURROGATE_CAPABILITY, type Directives } from '../cache/cache-control.ts'
 import type { CacheStatus } from '../cache/cache-status.ts'
 import { hasValidators, merge304Headers, notModifiedMatches, validatorHeaders } from '../cache/conditional.ts'
 import type { CacheEntry } from '../cache/entry.ts'
@@ -58,6 +58,17 @@ export type Answer =
 
 /** Fields of the client's request that must not reach the origin on a fetch meant for the cache. */
 const CLIENT_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']
+
+/** The client's validators a miss with no stored response forwards (RFC 9111 §4.3.2); never If-Range or Range. */
+const MISS_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since'] as const
+/** Answers to a client's conditional request that are that client's alone: relayed, never stored. */
+const CONDITIONAL_ONLY = new Set([304, 412])
+
+/** A conditional miss's origin answer, as concurrent identical conditional misses share it. */
+type ConditionalMiss =
+  | { kind: 'answered', status: number, headers: Record<string, string | string[]> }
+  | { kind: 'full' }
+  | { kind: 'failed', error: GatewayError }
 
 export interface ReadThroughOptions {
   store: Store
@@ -113,6 +124,8 @@ export class ReadThrough {
   readonly #ownFills = new Map<string, number>()
   /** Waiters for another instance's fill, by flight key. */
   readonly #fillWaiters = new Map<string, Set<(stored: boolean | undefined) => void>>()
+  /** Conditional misses in flight, by URL, variant and the client's validators. */
+  readonly #conditionalMisses = new Map<string, Promise<ConditionalMiss>>()
   readonly #random: () => number
   #subscribed: Promise<void> | undefined
 
@@ -163,7 +176,7 @@ export class ReadThrough {
       if (directives.has('only-if-cached')) {
         return { kind: 'error', error: new GatewayError('CG_ERR_ONLY_IF_CACHED'), cacheStatus: { fwd: 'request', detail: 'only-if-cached' }, outcome: 'error' }
       }
-      return await this.#miss(req, directives, { ...found, entry: null }, { fwd: 'request', detail: 'authorization' })
+      return await this.#missOrConditional(req, directives, { ...found, entry: null }, { fwd: 'request', detail: 'authorization' })
     }
     if (found.entry !== null) {
       const decision = decide(found.entry, directives, now)
@@ -175,7 +188,61 @@ export class ReadThrough {
       return { kind: 'error', error: new GatewayError('CG_ERR_ONLY_IF_CACHED'), cacheStatus: { fwd: 'miss', detail: 'only-if-cached' }, outcome: 'error' }
     }
     const fwd = found.vary === null || found.variant === NO_VARIANT ? 'uri-miss' : 'vary-miss'
-    return await this.#miss(req, directives, found, { fwd, ...(found.storeDetail !== undefined ? { detail: found.storeDetail } : {}) })
+    return await this.#missOrConditional(req, directives, found, { fwd, ...(found.storeDetail !== undefined ? { detail: found.storeDetail } : {}) })
+  }
+
+  /** A miss with no stored response: with the client's validators when it sent some. */
+  async #missOrConditional (req: CacheRequest, directives: Directives, found: Found, status: CacheStatus): Promise<Answer> {
+    if (!MISS_CONDITIONALS.some((name) => req.forward[name] !== undefined)) return await this.#miss(req, directives, found, status)
+    return await this.#conditionalMiss(req, directives, found, status)
+  }
+
+  /**
+   * RFC 9111 §4.3.2: with nothing stored, the client's own conditional request may go to the
+   * origin. A 304 or 412 answers that client (and those sending the same validators at the same
+   * time, who share the request) and is never stored; any other answer is handled as a miss
+   * that already has its response: stored when allowed, and joined by the waiters.
+   */
+  async #conditionalMiss (req: CacheRequest, directives: Directives, found: Found, status: CacheStatus): Promise<Answer> {
+    const validators = MISS_CONDITIONALS.map((name) => single(req.forward[name]) ?? '').join('\n')
+    const id = `${req.key}\n${found.variant ?? '?'}\n${validators}`
+    const shareable = req.headers.authorization === undefined && !directives.has('no-store')
+    const pending = shareable ? this.#conditionalMisses.get(id) : undefined
+    if (pending !== undefined) {
+      this.#event({ type: 'collapsed', route: req.route.name })
+      const result = await pending
+      if (result.kind === 'answered') {
+        return { kind: 'stream', status: result.status, headers: result.headers, body: Readable.from([]), cacheStatus: { ...status, fwdStatus: result.status, collapsed: true }, outcome: 'miss' }
+      }
+      if (result.kind === 'failed') return this.#staleOrError(undefined, directives, result.error, status.fwd)
+      return await this.#miss(req, directives, found, status)
+    }
+    let settle: (result: ConditionalMiss) => void = () => {}
+    if (shareable) {
+      const shared = new Promise<ConditionalMiss>((resolve) => { settle = resolve })
+      this.#conditionalMisses.set(id, shared)
+      const forget = (): void => { if (this.#conditionalMisses.get(id) === shared) this.#conditionalMisses.delete(id) }
+      shared.then(forget, forget)
+    }
+    const requestTime = this.#o.clock.now()
+    let res: OriginResponse
+    try {
+      res = await this.#o.origin.request(req.route, { method: 'GET', path: req.path, headers: this.#forFetch(req.forward, MISS_CONDITIONALS) })
+      this.#event({ type: 'origin', route: req.route.name, status: res.status, seconds: (this.#o.clock.now() - requestTime) / 1000 })
+    } catch (err) {
+      this.#event({ type: 'origin', route: req.route.name, status: 'error', seconds: (this.#o.clock.now() - requestTime) / 1000 })
+      const error = err instanceof GatewayError ? err : new GatewayError('CG_ERR_ORIGIN_UNREACHABLE', undefined, { cause: err })
+      settle({ kind: 'failed', error })
+      return this.#staleOrError(undefined, directives, error, status.fwd)
+    }
+    if (CONDITIONAL_ONLY.has(res.status)) {
+      settle({ kind: 'answered', status: res.status, headers: res.headers })
+      return { kind: 'stream', status: res.status, headers: res.headers, body: res.body, cacheStatus: { ...status, fwdStatus: res.status }, outcome: 'miss' }
+    }
+    // #miss registers its flight before its first await: waiters released below join it.
+    const answer = this.#miss(req, directives, found, status, undefined, res, requestTime, this.#o.clock.now())
+    settle({ kind: 'full' })
+    return await answer
   }
 
   /** The stored entry for this request's variant, verified against URL and variant values. */
@@ -276,11 +343,15 @@ export class ReadThrough {
     return { kind: 'error', error, cacheStatus: { ...(fwd !== undefined ? { fwd } : {}), detail: error.code === 'CG_ERR_ORIGIN_TIMEOUT' ? 'origin-timeout' : error.code === 'CG_ERR_ORIGIN_BAD_RESPONSE' ? 'origin-bad-response' : 'origin-unreachable' }, outcome: 'error' }
   }
 
-  #forFetch (forward: Record<string, string | string[]>): Record<string, string | string[]> {
+  /** Headers of a fetch for the cache: the client's conditionals removed (except those kept), Surrogate-Capability set. */
+  #forFetch (forward: Record<string, string | string[]>, keep: readonly string[] = []): Record<string, string | string[]> {
     const out = { ...forward }
-    for (const name of CLIENT_CONDITIONALS) delete out[name]
+    for (const name of CLIENT_CONDITIONALS) if (!keep.includes(name)) delete out[name]
+    // This cache honours Surrogate-Control (cache/cache-control.ts); a client's own claim is replaced.
+    out['surrogate-capability'] = SURROGATE_CAPABILITY
     return out
   }
+
 
   /** RFC 9111 §4.3.4: freshen the stored response with the 304's fields; the body is kept. */
   async #merge304 (req: CacheRequest, found: Found, entry: CacheEntry, headers: Record<string, string | string[]>, requestTime: number, responseTime: number): Promise<CacheEntry> {

@@ -63,7 +63,7 @@ t.test('has tells whether a directive is present', async (t) => {
 })
 
 t.test('effectiveResponseDirectives picks the most specific targeted field (RFC 9213)', async (t) => {
-  t.same(TARGETED_FIELDS, ['cachegate-cache-control', 'cdn-cache-control'], '§2.2 the target list, most specific first')
+  t.same(TARGETED_FIELDS, ['cachegate-cache-control', 'cdn-cache-control', 'surrogate-control'], '§2.2 the target list, most specific first; Surrogate-Control (W3C Edge Architecture) last')
   const rows: Array<{ name: string, headers: Record<string, string | string[]>, directives: Record<string, string | true>, targeted: boolean }> = [
     { name: '§2.2 without targeted fields, Cache-Control governs', headers: { 'cache-control': 'max-age=10' }, directives: { 'max-age': '10' }, targeted: false },
     { name: '§2.2 CDN-Cache-Control wins over Cache-Control', headers: { 'cache-control': 'max-age=10', 'cdn-cache-control': 'max-age=20' }, directives: { 'max-age': '20' }, targeted: true },
@@ -72,7 +72,28 @@ t.test('effectiveResponseDirectives picks the most specific targeted field (RFC 
     { name: '§2.1 an empty targeted field is ignored', headers: { 'cache-control': 'max-age=10', 'cachegate-cache-control': '' }, directives: { 'max-age': '10' }, targeted: false },
     { name: '§2.1 an empty most-specific field falls through to the next', headers: { 'cache-control': 'max-age=10', 'cachegate-cache-control': ' ', 'cdn-cache-control': 'max-age=20' }, directives: { 'max-age': '20' }, targeted: true },
     { name: '§2.1 a targeted field of empty lines is ignored', headers: { 'cache-control': 'max-age=10', 'cdn-cache-control': ['', ''] }, directives: { 'max-age': '10' }, targeted: false },
-    { name: '§2.1 no header at all has no directives', headers: {}, directives: {}, targeted: false }
+    { name: '§2.1 no header at all has no directives', headers: {}, directives: {}, targeted: false },
+    // RFC 9213 §2.1: a targeted field is an RFC 8941 Dictionary; one that does not parse, or whose
+    // known directives have the wrong type, is ignored as a whole and the next field governs.
+    { name: '§2.1 a Dictionary with parameters and several members is read', headers: { 'cdn-cache-control': 'max-age=60;x=1, must-revalidate, no-cache="set-cookie"' }, directives: { 'max-age': '60', 'must-revalidate': true, 'no-cache': 'set-cookie' }, targeted: true },
+    { name: '§2.1 a Boolean false directive is absent', headers: { 'cdn-cache-control': 'max-age=60, no-store=?0' }, directives: { 'max-age': '60' }, targeted: true },
+    { name: '§2.1 an inner list of field names is kept', headers: { 'cdn-cache-control': 'private=("set-cookie" "x-a")' }, directives: { private: 'set-cookie, x-a' }, targeted: true },
+    { name: '§2.1 a decimal max-age makes the field invalid: Cache-Control governs', headers: { 'cache-control': 'max-age=10', 'cdn-cache-control': 'max-age=3.5' }, directives: { 'max-age': '10' }, targeted: false },
+    { name: '§2.1 a string max-age makes the field invalid', headers: { 'cache-control': 'max-age=10', 'cdn-cache-control': 'max-age="3600"' }, directives: { 'max-age': '10' }, targeted: false },
+    { name: '§2.1 a token max-age makes the field invalid', headers: { 'cache-control': 'max-age=10', 'cdn-cache-control': 'max-age=abc' }, directives: { 'max-age': '10' }, targeted: false },
+    { name: '§2.1 a negative max-age makes the field invalid', headers: { 'cache-control': 'max-age=10', 'cdn-cache-control': 'max-age=-1' }, directives: { 'max-age': '10' }, targeted: false },
+    { name: '§2.1 a no-store with a value makes the field invalid', headers: { 'cache-control': 'max-age=10', 'cdn-cache-control': 'no-store=1' }, directives: { 'max-age': '10' }, targeted: false },
+    { name: '§2.1 an upper-case key does not parse as a Dictionary', headers: { 'cache-control': 'max-age=10', 'cdn-cache-control': 'Max-Age=3600' }, directives: { 'max-age': '10' }, targeted: false },
+    { name: '§2.1 a trailing comma does not parse', headers: { 'cache-control': 'max-age=10', 'cdn-cache-control': 'max-age=3600,' }, directives: { 'max-age': '10' }, targeted: false },
+    { name: '§2.1 an unterminated string does not parse', headers: { 'cache-control': 'max-age=10', 'cdn-cache-control': 'no-cache="a' }, directives: { 'max-age': '10' }, targeted: false },
+    { name: '§2.1 spaces around = do not parse', headers: { 'cache-control': 'max-age=10', 'cdn-cache-control': 'max-age = 5' }, directives: { 'max-age': '10' }, targeted: false },
+    { name: '§2.1 an invalid Cachegate-Cache-Control falls through to a valid CDN-Cache-Control', headers: { 'cachegate-cache-control': 'max-age=1.5', 'cdn-cache-control': 'max-age=20' }, directives: { 'max-age': '20' }, targeted: true },
+    { name: '§2.1 an integer beyond 15 digits does not parse', headers: { 'cache-control': 'max-age=10', 'cdn-cache-control': 'max-age=1234567890123456' }, directives: { 'max-age': '10' }, targeted: false },
+    { name: 'Surrogate-Control governs when no RFC 9213 field does', headers: { 'cache-control': 'no-store', 'surrogate-control': 'max-age=600' }, directives: { 'max-age': '600' }, targeted: true },
+    { name: 'Surrogate-Control directives targeted at another device are ignored', headers: { 'cache-control': 'max-age=10', 'surrogate-control': 'max-age=3600;other-device' }, directives: { 'max-age': '10' }, targeted: false },
+    { name: 'Surrogate-Control directives targeted at cachegate apply, before untargeted ones', headers: { 'surrogate-control': 'max-age=5, max-age=600;cachegate, no-store;elsewhere' }, directives: { 'max-age': '600' }, targeted: true },
+    { name: 'Surrogate-Control is read as tolerantly as Cache-Control (case, spaces)', headers: { 'surrogate-control': 'MaX-aGe = 30, No-Store' }, directives: { 'max-age': '30', 'no-store': true }, targeted: true },
+    { name: 'CDN-Cache-Control wins over Surrogate-Control', headers: { 'cdn-cache-control': 'max-age=20', 'surrogate-control': 'max-age=30' }, directives: { 'max-age': '20' }, targeted: true }
   ]
   for (const row of rows) {
     const r = effectiveResponseDirectives(row.headers)

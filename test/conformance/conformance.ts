@@ -231,7 +231,7 @@ export function minimalConfig (): string {
     'routes:',
     '  - name: conformance',
     '    path: /',
-    '    origin: ${ORIGIN_URL}',
+    '    origin: $' + '{ORIGIN_URL}',
     ''
   ].join('\n')
 }
