@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { json, startOrigin } from '../helpers/origin.ts'
-import { freePort } from '../helpers/redis.ts'
+import { freePort, startRedis } from '../helpers/redis.ts'
+import { CORRUPTIONS } from '../helpers/corrupt.ts'
 import { Scrape } from '../helpers/prometheus.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -258,4 +259,40 @@ t.test('--workers 2 serves from both workers, replaces a killed worker, sums met
   p.child.kill('SIGTERM')
   t.same(await p.exited, { code: 0, signal: null }, 'the primary exits 0 once both workers stopped')
   t.equal(p.logs.filter((l) => l.msg === 'stopped' && l.worker !== undefined).length, 2, 'both workers stopped cleanly')
+})
+
+t.test('a stored entry Node cannot write (CR LF in a field, status 1000) on the fast path is answered from the origin and the process keeps running', async (t) => {
+  const redis = await startRedis(t)
+  const raw = redis.client()
+  const origin = await startOrigin(t, (_req, res, n) => {
+    const body = `fresh ${n}`
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': Buffer.byteLength(body) })
+    res.end(body)
+  })
+  // The entry is stored in the background after the answer: Redis tells when (keyspace events).
+  await raw.config('SET', 'notify-keyspace-events', 'K$')
+  const events = redis.client()
+  const stored = new Promise<string>((resolve) => {
+    events.on('pmessage', (_pattern: string, channel: string, event: string) => {
+      if (event === 'set') resolve(channel.slice('__keyspace@0__:'.length))
+    })
+  })
+  await events.psubscribe('__keyspace@0__:proc:*:e:')
+  const p = await startProcess(t, configYaml(`  - { name: main, path: /, origin: "${origin.url}" }\n`, `redis: { url: "${redis.url}", keyPrefix: "proc:" }\n`))
+  t.equal((await get(p.port, '/page')).body, 'fresh 1')
+  const entryKey = await stored
+  const good = await raw.getBuffer(entryKey)
+  if (good === null) throw new Error('not stored')
+  const crlf = CORRUPTIONS.find((c) => c.problem === 'header-value' && c.name.includes('CR LF'))
+  const status = CORRUPTIONS.find((c) => c.problem === 'status')
+  if (crlf === undefined || status === undefined) throw new Error('missing corruption cases')
+  await raw.set(entryKey, status.corrupt(crlf.corrupt(good)), 'KEEPTTL')
+
+  const res = await get(p.port, '/page')
+  t.same(res, { status: 200, body: 'fresh 2' }, 'the origin\'s answer, never the stored one, never a 5xx')
+  await p.waitForLog((l) => l.msg === 'invalid stored entry: served from the origin and deleted', 'about the invalid entry')
+  t.equal(p.child.exitCode, null, 'the process is still running')
+  t.equal((await get(p.port, '/page')).body, 'fresh 2', 'the new answer is stored and served')
+  t.equal((await get(p.adminPort, '/healthz')).status, 200)
+  t.equal(p.stderr(), '', 'nothing on stderr (no unhandled rejection)')
 })
