@@ -98,7 +98,9 @@ function headersProblem (headers: unknown): EntryProblem | undefined {
   if (!isRecord(headers)) return 'field'
   for (const name of Object.keys(headers)) {
     // `__proto__` is a token, but copying it by assignment would replace a prototype.
-    if (!TOKEN.test(name) || name === '__proto__') return 'header-name'
+    // A request field name, or `cookie:` and a cookie name (a route's key cookies, cache/vary.ts).
+    const field = name.startsWith('cookie:') ? name.slice(7) : name
+    if (!TOKEN.test(field) || name === '__proto__') return 'header-name'
     const value = headers[name]
     if (typeof value === 'string') {
       if (!FIELD_VALUE.test(value)) return 'header-value'
@@ -118,7 +120,9 @@ function varyProblem (vary: unknown): EntryProblem | undefined {
   if (!isRecord(vary)) return 'field'
   for (const name of Object.keys(vary)) {
     const value = vary[name]
-    if (!TOKEN.test(name) || name === '__proto__' || (value !== null && typeof value !== 'string')) return 'field'
+    // A request field name, or `cookie:` and a cookie name (a route's key cookies, cache/vary.ts).
+    const field = name.startsWith('cookie:') ? name.slice(7) : name
+    if (!TOKEN.test(field) || name === '__proto__' || (value !== null && typeof value !== 'string')) return 'field'
   }
   return undefined
 }

@@ -87,7 +87,9 @@ export function freshnessLifetime (
   directives: Directives,
   targeted: boolean,
   responseTime: number,
-  policy: FreshnessPolicy
+  policy: FreshnessPolicy,
+  /** False: only the origin's explicit freshness counts (no default TTL, no heuristic). */
+  implicit = true
 ): Freshness {
   const cap = (ms: number): number => Math.max(0, policy.maxTtl === undefined ? ms : Math.min(ms, policy.maxTtl))
   const windows = staleWindows(directives, policy)
@@ -102,6 +104,7 @@ export function freshnessLifetime (
     const date = httpDate(headers.date) ?? responseTime
     return { lifetime: cap(expires - date), source: 'expires', ...windows }
   }
+  if (!implicit) return { lifetime: 0, source: 'none', ...windows }
   if (policy.defaultTtl !== undefined && HEURISTIC_STATUSES.has(status)) {
     return { lifetime: cap(policy.defaultTtl), source: 'default-ttl', ...windows }
   }
@@ -115,7 +118,7 @@ export function freshnessLifetime (
 }
 
 /** RFC 5861 windows from the response, else the route's defaults. Invalid values count as 0. */
-function staleWindows (directives: Directives, policy: FreshnessPolicy): { staleWhileRevalidate: number, staleIfError: number } {
+export function staleWindows (directives: Directives, policy: Pick<FreshnessPolicy, 'staleWhileRevalidate' | 'staleIfError'>): { staleWhileRevalidate: number, staleIfError: number } {
   const swr = deltaSeconds(directives, 'stale-while-revalidate')
   const sie = deltaSeconds(directives, 'stale-if-error')
   return {

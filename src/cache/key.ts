@@ -126,10 +126,25 @@ function decodeName (raw: string): string {
 }
 
 /**
- * The primary cache key and the origin request target for a client request.
- * `ignore` says which query parameter names (decoded) leave the key and the forwarded request.
+ * A request target normalized as far as it can be without knowing the route: scheme, authority
+ * and path final, query pairs normalized but not yet filtered or sorted. The route is chosen
+ * from this `path`, and `keyOf` finishes the key from the same value, so routing, the key and
+ * the forwarded path can never disagree (a raw `/x/../api` must not be routed as `/x`).
  */
-export function normalizeRequestUrl (input: KeyInput, ignore: (name: string) => boolean = () => false): NormalizedUrl {
+export type NormalizedTarget =
+  | {
+    ok: true
+    scheme: string
+    /** Lower-case host without the default port. */
+    authority: string
+    /** Percent-encoding normalized, dot segments (also encoded ones) removed. */
+    path: string
+    params: ReadonlyArray<{ name: string, pair: string }>
+  }
+  | { ok: false, reason: string }
+
+/** The route-independent part of the key: see NormalizedTarget. */
+export function normalizeTarget (input: KeyInput): NormalizedTarget {
   const scheme = input.scheme.toLowerCase()
   if (scheme !== 'http' && scheme !== 'https') return { ok: false, reason: `unsupported scheme "${input.scheme}"` }
   const hostMatch = HOST_RE.exec(input.host)
@@ -153,9 +168,8 @@ export function normalizeRequestUrl (input: KeyInput, ignore: (name: string) => 
   const rawPath = q === -1 ? target : target.slice(0, q)
   const rawQuery = q === -1 ? '' : target.slice(q + 1)
 
-  const encodedPath = normalizeEncoding(rawPath, PATH_CHARS)
-  if (encodedPath === null) return { ok: false, reason: 'invalid percent-encoding in path' }
-  const path = removeDotSegments(encodedPath)
+  const path = normalizePath(rawPath)
+  if (path === null) return { ok: false, reason: 'invalid percent-encoding in path' }
 
   const params: Array<{ name: string, pair: string }> = []
   if (rawQuery !== '') {
@@ -164,22 +178,47 @@ export function normalizeRequestUrl (input: KeyInput, ignore: (name: string) => 
       const pair = normalizeEncoding(rawPair, QUERY_CHARS)
       if (pair === null) return { ok: false, reason: 'invalid percent-encoding in query' }
       const eq = pair.indexOf('=')
-      const name = decodeName(eq === -1 ? pair : pair.slice(0, eq))
-      if (ignore(name)) continue
-      params.push({ name, pair })
+      params.push({ name: decodeName(eq === -1 ? pair : pair.slice(0, eq)), pair })
     }
   }
+  return { ok: true, scheme, authority, path, params }
+}
+
+/**
+ * A path in the form keys use: percent-encoding normalized first (so `%2e%2e` is `..`), then
+ * RFC 3986 §5.2.4 dot segments removed. Null on invalid percent-encoding.
+ */
+export function normalizePath (rawPath: string): string | null {
+  const encodedPath = normalizeEncoding(rawPath, PATH_CHARS)
+  return encodedPath === null ? null : removeDotSegments(encodedPath)
+}
+
+/**
+ * Finishes the key of a normalized target for its route: `ignore` says which query parameter
+ * names (decoded) leave the key and the forwarded request; the rest are sorted by name.
+ */
+export function keyOf (target: NormalizedTarget, ignore: (name: string) => boolean = () => false): NormalizedUrl {
+  if (!target.ok) return target
   // Sorted by name; Array.prototype.sort is stable, so repeated names keep their order.
-  params.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  const params = target.params.filter((p) => !ignore(p.name))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   const query = params.map((p) => p.pair).join('&')
-  const pathAndQuery = query === '' ? path : `${path}?${query}`
+  const pathAndQuery = query === '' ? target.path : `${target.path}?${query}`
   return {
     ok: true,
-    key: `${scheme}://${authority}${pathAndQuery}` as CacheKey,
-    authority,
+    key: `${target.scheme}://${target.authority}${pathAndQuery}` as CacheKey,
+    authority: target.authority,
     pathAndQuery,
-    path
+    path: target.path
   }
+}
+
+/**
+ * The primary cache key and the origin request target for a client request.
+ * `ignore` says which query parameter names (decoded) leave the key and the forwarded request.
+ */
+export function normalizeRequestUrl (input: KeyInput, ignore: (name: string) => boolean = () => false): NormalizedUrl {
+  return keyOf(normalizeTarget(input), ignore)
 }
 
 /** Normalizes an absolute URL (purge API, Location headers) the same way as a request. */

@@ -30,8 +30,20 @@ export type RevalidateReason =
   | 'must-revalidate'
   | 'purged'
 
-/** Request Cache-Control with §5.4 Pragma: no-cache folded in when Cache-Control is absent. */
-export function requestDirectives (cacheControl: Directives, pragma: string | undefined): Directives {
+/**
+ * Request Cache-Control with §5.4 Pragma: no-cache folded in when Cache-Control is absent.
+ * `ignoreNoCache` (a route's ignoreClientNoCache, as CDNs do) drops the directives a browser's
+ * reload sends (no-cache, Pragma: no-cache, max-age=0): the client is served from cache as if
+ * it had not asked to revalidate. Deliberately outside RFC 9111 §5.2.1, and off by default.
+ */
+export function requestDirectives (cacheControl: Directives, pragma: string | undefined, ignoreNoCache = false): Directives {
+  if (ignoreNoCache) {
+    if (!cacheControl.has('no-cache') && !cacheControl.has('max-age')) return cacheControl
+    const kept = new Map(cacheControl)
+    kept.delete('no-cache')
+    kept.delete('max-age')
+    return kept
+  }
   if (cacheControl.size === 0 && pragma !== undefined && /(^|,)\s*no-cache\s*(,|$)/i.test(pragma)) {
     return new Map([['no-cache', true]])
   }

@@ -4,10 +4,10 @@
  */
 import { effectiveResponseDirectives, type Directives } from './cache-control.ts'
 import type { CacheEntry } from './entry.ts'
-import { freshnessLifetime, initialAge, retention, type FreshnessPolicy, type Freshness } from './freshness.ts'
+import { freshnessLifetime, initialAge, retention, staleWindows, type FreshnessPolicy, type Freshness } from './freshness.ts'
 import { NOT_STORED, parseTags, withoutHopByHop, type IncomingHeaders } from './headers.ts'
 import type { CacheKey } from './key.ts'
-import { storability, type StorePolicy } from './storable.ts'
+import { implicitAllowed, storability, type StorePolicy } from './storable.ts'
 import { parseVary } from './vary.ts'
 
 export type EntryPolicy = StorePolicy & FreshnessPolicy
@@ -49,25 +49,35 @@ export function prepareEntry (answer: OriginAnswer, policy: EntryPolicy): Prepar
   if (!verdict.storable) return verdict
   const vary = parseVary(answer.headers.vary)
   if (vary === '*') return { storable: false, detail: 'vary-star' }
-  const freshness = freshnessLifetime(answer.status, answer.headers, directives, targeted, answer.responseTime, policy)
+  const implicit = implicitAllowed(answer.requestHeaders, policy)
+  const lifetime = freshnessLifetime(answer.status, answer.headers, directives, targeted, answer.responseTime, policy, implicit)
+  const age = initialAge(answer.headers, answer.requestTime, answer.responseTime)
+  // §5.2.2.2 must-revalidate; §5.2.2.8 proxy-revalidate applies to shared caches. §5.2.2.10 says
+  // s-maxage implies proxy-revalidate; deliberately, an explicit RFC 5861 directive in the same
+  // response wins over that implication (`s-maxage=60, stale-while-revalidate=30` is common).
+  const mustRevalidate = directives.has('must-revalidate') || directives.has('proxy-revalidate') ||
+    (directives.has('s-maxage') && !directives.has('stale-while-revalidate') && !directives.has('stale-if-error'))
+  // §5.2.2.4: only the unqualified form forces validation of the whole response.
+  const noCache = directives.get('no-cache') === true
+  // Only the origin's permission shares a stale response: the route's stale windows apply to
+  // responses that were fresh for a positive time when received, whose directives allow stale
+  // use, to requests without credentials. The origin's own stale-while-revalidate and
+  // stale-if-error always count (RFC 5861).
+  const routeWindows = implicit && lifetime.lifetime > age && !mustRevalidate && !noCache
+  const freshness: Freshness = routeWindows ? lifetime : { ...lifetime, ...staleWindows(directives, { staleWhileRevalidate: 0, staleIfError: 0 }) }
   const meta: Omit<CacheEntry, 'body' | 'vary'> = {
     url: answer.url,
     status: answer.status,
     headers: withoutHopByHop(answer.headers, notStored(directives)),
     requestTime: answer.requestTime,
     responseTime: answer.responseTime,
-    initialAge: initialAge(answer.headers, answer.requestTime, answer.responseTime),
+    initialAge: age,
     freshness: freshness.lifetime,
     staleWhileRevalidate: freshness.staleWhileRevalidate,
     staleIfError: freshness.staleIfError,
     tags: parseTags(answer.headers),
-    // §5.2.2.2 must-revalidate; §5.2.2.8 proxy-revalidate applies to shared caches. §5.2.2.10 says
-    // s-maxage implies proxy-revalidate; deliberately, an explicit RFC 5861 directive in the same
-    // response wins over that implication (`s-maxage=60, stale-while-revalidate=30` is common).
-    mustRevalidate: directives.has('must-revalidate') || directives.has('proxy-revalidate') ||
-      (directives.has('s-maxage') && !directives.has('stale-while-revalidate') && !directives.has('stale-if-error')),
-    // §5.2.2.4: only the unqualified form forces validation of the whole response.
-    noCache: directives.get('no-cache') === true,
+    mustRevalidate,
+    noCache,
     invalidatedAt: 0
   }
   const ttlMs = retention(meta, policy.keep ?? 0)

@@ -16,11 +16,25 @@ export interface StorePolicy {
   storeContentTypes: readonly string[]
   /** Route default TTL in ms, if any: makes heuristically cacheable statuses storable. */
   defaultTtl: number | undefined
+  /** Cookies the route keys on: a request whose cookies are all keyed is treated as cookieless. */
+  key: { readonly cookies: readonly string[] }
+  /**
+   * The route's explicit opt-out (off by default): responses to requests with Cookie may be
+   * cached by the route's default TTL, heuristic freshness and stale windows.
+   */
+  implicitCachingWithCookies: boolean
 }
 
 export type Storability = { storable: true } | { storable: false, detail: string }
 
 const no = (detail: string): Storability => ({ storable: false, detail })
+
+/**
+ * Refusals that concern the request, not the response: another client's request may well get
+ * the same response stored. They never mark a URL uncacheable (hit-for-miss) nor delete what
+ * is stored: one client's request must not change what every other client gets.
+ */
+export const REQUEST_SCOPED = new Set(['request-no-store', 'authorization', 'cookie'])
 
 /**
  * `response` are the directives in force for this cache (targeted field or Cache-Control);
@@ -50,6 +64,9 @@ export function storability (
   if (response.has('private')) return no('private')
   // §3.5: Authorization in the request needs explicit permission.
   if (requestHeaders.authorization !== undefined && !sharedWithCredentials(response)) return no('authorization')
+  // Deliberately stricter than §3: a response to a request with cookies the route does not key
+  // on may be personal; it is shared only when the origin gave it explicit freshness.
+  if (!implicitAllowed(requestHeaders, policy) && !explicitFreshness(responseHeaders, response, targeted)) return no('cookie')
   // Deliberately stricter than §3: Set-Cookie belongs to one client, whatever the directives say.
   if (responseHeaders['set-cookie'] !== undefined) return no('set-cookie')
   const vary = parseVary(responseHeaders.vary)
@@ -59,10 +76,7 @@ export function storability (
     if (!policy.storeContentTypes.some((p) => ct.startsWith(p.toLowerCase()))) return no('content-type')
   }
   // §3: the response must carry explicit freshness, public, or be heuristically cacheable.
-  const explicit =
-    response.has('s-maxage') || response.has('max-age') ||
-    (!targeted && responseHeaders.expires !== undefined)
-  if (explicit) {
+  if (explicitFreshness(responseHeaders, response, targeted)) {
     const sm = deltaSeconds(response, 's-maxage')
     const ma = deltaSeconds(response, 'max-age')
     if (sm === 'invalid' || (sm === undefined && ma === 'invalid')) return no('invalid-freshness')
@@ -81,4 +95,35 @@ export function storability (
  */
 export function sharedWithCredentials (response: Directives): boolean {
   return response.has('public') || response.has('s-maxage') || response.has('must-revalidate')
+}
+
+/** §4.2.1: the response states its own freshness (s-maxage, max-age, or Expires unless targeted). */
+function explicitFreshness (headers: IncomingHeaders, response: Directives, targeted: boolean): boolean {
+  return response.has('s-maxage') || response.has('max-age') || (!targeted && headers.expires !== undefined)
+}
+
+/** The cookie names of a Cookie field (RFC 6265 §4.2.1: `name=value; name=value`). */
+function cookieNames (cookie: string | readonly string[]): string[] {
+  const out: string[] = []
+  for (const field of typeof cookie === 'string' ? [cookie] : cookie) {
+    for (const pair of field.split(';')) {
+      const eq = pair.indexOf('=')
+      const name = (eq === -1 ? pair : pair.slice(0, eq)).trim()
+      if (name !== '') out.push(name)
+    }
+  }
+  return out
+}
+
+/**
+ * May the route's implicit caching (default TTL, heuristic freshness, route stale windows)
+ * apply to the response to this request? Not when it carried credentials: Authorization, or
+ * a cookie the route does not key on (a session cookie makes a page personal even when the
+ * origin forgot to say so). A route opts out for cookies only with implicitCachingWithCookies.
+ */
+export function implicitAllowed (requestHeaders: IncomingHeaders, policy: Pick<StorePolicy, 'key' | 'implicitCachingWithCookies'>): boolean {
+  if (requestHeaders.authorization !== undefined) return false
+  const cookie = requestHeaders.cookie
+  if (cookie === undefined || policy.implicitCachingWithCookies) return true
+  return cookieNames(cookie).every((name) => policy.key.cookies.includes(name))
 }

@@ -320,7 +320,7 @@ export const RouteSchema = Type.Object({
   key: Type.Optional(KeySchema),
   staleWhileRevalidate: withDefault(Duration(), 0),
   staleIfError: withDefault(Duration(), 0),
-  keep: withDefault(Duration(), 0),
+  keep: withDefault(Duration(), '1h'),
   downstreamCacheControl: Type.Optional(HeaderValue()),
   keepTagHeaders: withDefault(Flag(), false),
   storeContentTypes: withDefault(Type.Array(ContentTypePrefix(), { expected: 'a list of content types' }), []),

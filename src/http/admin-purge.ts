@@ -6,12 +6,11 @@
 import { BlockList, isIPv6 } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { single } from '../cache/headers.ts'
-import { normalizeRequestUrl } from '../cache/key.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { AdminConfig, GatewayConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
 import { parsePurgeRequest, type Purger } from '../invalidation/purge.ts'
-import { ignoreFor } from './request-fields.ts'
+import { resolveRequest } from './request-fields.ts'
 import { requireAdmin, SIGNATURE_HEADER } from './admin-auth.ts'
 import { sendError } from './respond.ts'
 
@@ -99,17 +98,14 @@ export function purgeMethodHandler (options: PurgeMethodOptions) {
       return reply
     }
     const host = single(request.headers.host) ?? ''
-    const q = raw.indexOf('?')
-    const route = options.routes().match(host, q === -1 ? raw : raw.slice(0, q))
-    if (route === undefined) {
-      sendError(reply, new GatewayError('CG_ERR_NO_ROUTE'), { fwd: 'bypass' })
+    const resolved = resolveRequest(options.routes(), { scheme: request.protocol, host, target: raw })
+    if (!resolved.ok) {
+      sendError(reply, resolved.problem === 'no-route'
+        ? new GatewayError('CG_ERR_NO_ROUTE')
+        : new GatewayError('CG_ERR_BAD_REQUEST', `The request URL is malformed: ${resolved.reason}`), { fwd: 'bypass' })
       return reply
     }
-    const normalized = normalizeRequestUrl({ scheme: request.protocol, host, target: raw }, ignoreFor(route))
-    if (!normalized.ok) {
-      sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', `The request URL is malformed: ${normalized.reason}`), { fwd: 'bypass' })
-      return reply
-    }
+    const normalized = resolved.url
     try {
       const result = await options.purger.purgeKeys([normalized.key], 'hard', 'method')
       reply.code(200).header('content-type', 'application/json; charset=utf-8').header('cache-control', 'no-store').send(JSON.stringify(result))

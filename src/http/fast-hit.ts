@@ -10,14 +10,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import { formatCacheStatus } from '../cache/cache-status.ts'
 import type { CacheEntry } from '../cache/entry.ts'
-import { normalizeRequestUrl, type CacheKey } from '../cache/key.ts'
+import type { CacheKey } from '../cache/key.ts'
 import { decide } from '../cache/policy.ts'
 import type { Clock } from '../clock.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import type { RequestOutcome } from '../observability/events.ts'
 import type { Store, StoreLookup } from '../store/store.ts'
-import { hostFields, ignoreFor } from './request-fields.ts'
+import { hostFields, resolveRequest } from './request-fields.ts'
 import { headersOfEntry, VIA } from './respond.ts'
 
 export interface FastHitDeps {
@@ -182,12 +182,11 @@ export class FastHit {
     if (known !== undefined) return known
     let result: { route: RouteConfig, key: CacheKey } | null = null
     if (target.length <= this.#d.config().limits.maxUrlLength) {
-      const q = target.indexOf('?')
-      const route = this.#d.routes().match(host, q === -1 ? target : target.slice(0, q))
+      // The same resolution as the full path: routed on the normalized path (request-fields.ts).
+      const r = resolveRequest(this.#d.routes(), { scheme, host, target })
       // Routes with key headers or cookies need the variant machinery; refresh-ahead needs the lifecycle.
-      if (route !== undefined && route.enabled && route.key.headers.length === 0 && route.key.cookies.length === 0 && !route.refreshAhead) {
-        const n = normalizeRequestUrl({ scheme, host, target }, ignoreFor(route))
-        if (n.ok) result = { route, key: n.key }
+      if (r.ok && r.route.enabled && r.route.key.headers.length === 0 && r.route.key.cookies.length === 0 && !r.route.refreshAhead) {
+        result = { route: r.route, key: r.url.key }
       }
     }
     if (this.#keys.size >= 10_000) this.#keys = new Map() // bounded: a burst of unique URLs cannot grow it

@@ -10,8 +10,8 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
 import { single } from '../cache/headers.ts'
 import { invalidationTargets, isUnsafe } from '../cache/invalidate.ts'
-import { normalizeRequestUrl, type CacheKey } from '../cache/key.ts'
-import { hostFields, ignoreFor } from './request-fields.ts'
+import type { CacheKey } from '../cache/key.ts'
+import { hostFields, ignoreFor, resolveRequest } from './request-fields.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
@@ -19,7 +19,7 @@ import type { LifecycleEvent, ReadThrough } from '../lifecycle/read-through.ts'
 import type { OriginClient } from '../origin/client.ts'
 import { originError } from '../origin/client.ts'
 import type { OutcomeKind, RequestOutcome } from '../observability/events.ts'
-import { downstreamHeaders, sendAnswer, sendError, VIA } from './respond.ts'
+import { downstreamHeaders, earlyHintsRelay, sendAnswer, sendError, VIA } from './respond.ts'
 import { prefetched } from './fast-hit.ts'
 import { forwardHeaders, forwardingPolicy } from './forwarding.ts'
 
@@ -144,22 +144,19 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
       sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', host === '' ? 'The request has no Host header' : 'The request has more than one Host header'), { fwd: 'bypass' })
       return reply
     }
-    const qIndex = raw.indexOf('?')
-    const route = deps.routes().match(host, qIndex === -1 ? raw : raw.slice(0, qIndex))
-    const state: RequestState = { route, url: raw.split('?')[0] ?? '', outcome: 'pass', cacheStatus: undefined, collapsed: false, originStatus: undefined }
-    request.cg = state
-    if (route === undefined) {
-      state.outcome = 'error'
-      sendError(reply, new GatewayError('CG_ERR_NO_ROUTE', `No route serves host "${host.replace(/[^\x20-\x7e]/g, '?')}" and this path`), { fwd: 'bypass' })
-      return reply
-    }
     const scheme = request.protocol
-    const normalized = normalizeRequestUrl({ scheme, host, target: raw }, ignoreFor(route))
-    if (!normalized.ok) {
+    const resolved = resolveRequest(deps.routes(), { scheme, host, target: raw })
+    const state: RequestState = { route: resolved.ok ? resolved.route : undefined, url: raw.split('?')[0] ?? '', outcome: 'pass', cacheStatus: undefined, collapsed: false, originStatus: undefined }
+    request.cg = state
+    if (!resolved.ok) {
       state.outcome = 'error'
-      sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', `The request URL is malformed: ${normalized.reason}`), { fwd: 'bypass' })
+      const error = resolved.problem === 'no-route'
+        ? new GatewayError('CG_ERR_NO_ROUTE', `No route serves host "${host.replace(/[^\x20-\x7e]/g, '?')}" and this path`)
+        : new GatewayError('CG_ERR_BAD_REQUEST', `The request URL is malformed: ${resolved.reason}`)
+      sendError(reply, error, { fwd: 'bypass' })
       return reply
     }
+    const { route, url: normalized } = resolved
     state.url = normalized.key
     // One forwarded set for every origin request made for this request, and for its variant.
     // request.ip is the peer's address: fastify's trustProxy is off (gateway.ts).
@@ -167,7 +164,7 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
     const method = request.method
 
     if ((method === 'GET' || method === 'HEAD') && route.enabled) {
-      const answer = await deps.readThrough.handle({ route, key: normalized.key, path: normalized.pathAndQuery, method, headers: request.headers, forward, lookup: prefetched(request.raw, normalized.key) })
+      const answer = await deps.readThrough.handle({ route, key: normalized.key, path: normalized.pathAndQuery, method, headers: request.headers, forward, lookup: prefetched(request.raw, normalized.key), interim: earlyHintsRelay(request.raw, reply.raw) })
       state.outcome = answer.outcome
       state.cacheStatus = answer.cacheStatus
       state.collapsed = answer.cacheStatus.collapsed === true

@@ -150,7 +150,9 @@ export async function explain (deps: ExplainDeps, url: string, headers: Incoming
   const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)([^#]*)/.exec(url)
   const host = m?.[1] ?? ''
   const target = m?.[2] === undefined || m[2] === '' || m[2].startsWith('?') ? `/${m?.[2] ?? ''}` : m[2]
-  const route = m === null ? undefined : deps.routes.match(host, target)
+  // Routed on the normalized path, as a request is (http/request-fields.ts resolveRequest).
+  const plain = m === null ? undefined : normalizeAbsoluteUrl(url)
+  const route = m === null ? undefined : deps.routes.match(host, plain?.ok === true ? plain.path : target)
   if (route === undefined) {
     return {
       url,

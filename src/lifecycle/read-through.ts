@@ -10,12 +10,12 @@ import { effectiveResponseDirectives, parseCacheControl, SURROGATE_CAPABILITY, t
 import type { CacheStatus } from '../cache/cache-status.ts'
 import { hasValidators, merge304Headers, notModifiedMatches, validatorHeaders } from '../cache/conditional.ts'
 import type { CacheEntry } from '../cache/entry.ts'
-import { retention } from '../cache/freshness.ts'
+import { currentAge, retention } from '../cache/freshness.ts'
 import { single, type IncomingHeaders } from '../cache/headers.ts'
 import { NO_VARIANT, originOf, type CacheKey, type VariantId } from '../cache/key.ts'
 import { decide, ERROR_STATUSES, mayServeStaleOnError, outlived, refreshAheadDue, requestDirectives, type Decision } from '../cache/policy.ts'
 import { prepareEntry } from '../cache/prepare.ts'
-import { sharedWithCredentials } from '../cache/storable.ts'
+import { implicitAllowed, REQUEST_SCOPED, sharedWithCredentials } from '../cache/storable.ts'
 import { mergeSpec, sameVariant, variantId, variantValues } from '../cache/vary.ts'
 import type { Clock } from '../clock.ts'
 import type { CacheConfig, RouteConfig } from '../config/types.ts'
@@ -49,6 +49,8 @@ export interface CacheRequest {
   forward: Record<string, string | string[]>
   /** The store lookup already made for this request (fast path), used instead of asking again. */
   lookup?: { result: StoreLookup } | { error: unknown } | undefined
+  /** Relays the origin's interim responses (103 Early Hints) to this client, on the fetches it leads. */
+  interim?: ((status: number, headers: Record<string, string | string[]>) => void) | undefined
 }
 
 export type Answer =
@@ -58,7 +60,6 @@ export type Answer =
 
 /** Fields of the client's request that must not reach the origin on a fetch meant for the cache. */
 const CLIENT_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']
-
 /** The client's validators a miss with no stored response forwards (RFC 9111 §4.3.2); never If-Range or Range. */
 const MISS_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since'] as const
 /** Answers to a client's conditional request that are that client's alone: relayed, never stored. */
@@ -101,6 +102,12 @@ type Gate = { kind: 'lead', token: string | undefined } | { kind: 'filled', stor
 /** What a fill message says: stored; uncacheable (waiters fetch alone, hit-for-miss); failed (look again, fetch if needed). */
 type FillResult = 'stored' | 'uncacheable' | 'failed'
 
+/** A revalidation's conditional request: a matching 304 (merged entry), another response, or no response. */
+type Conditional =
+  | { kind: 'not-modified', entry: CacheEntry, stored: boolean }
+  | { kind: 'response', res: OriginResponse, requestTime: number, responseTime: number }
+  | { kind: 'failed', error: GatewayError }
+
 interface Found {
   entry: CacheEntry | null
   vary: readonly string[] | null
@@ -122,10 +129,12 @@ export class ReadThrough {
   readonly #gates = new Map<string, Promise<Gate>>()
   /** Fill locks this instance holds (or held and could not release), until their TTL, in real time. */
   readonly #ownFills = new Map<string, number>()
-  /** Waiters for another instance's fill, by flight key. */
-  readonly #fillWaiters = new Map<string, Set<(stored: boolean | undefined) => void>>()
+  /** Conditional revalidations in flight, by flight key, shared by concurrent requests without credentials. */
+  readonly #revalidations = new Map<string, Promise<Conditional>>()
   /** Conditional misses in flight, by URL, variant and the client's validators. */
   readonly #conditionalMisses = new Map<string, Promise<ConditionalMiss>>()
+  /** Waiters for another instance's fill, by flight key. */
+  readonly #fillWaiters = new Map<string, Set<(stored: boolean | undefined) => void>>()
   readonly #random: () => number
   #subscribed: Promise<void> | undefined
 
@@ -168,7 +177,7 @@ export class ReadThrough {
 
   async handle (req: CacheRequest): Promise<Answer> {
     const now = this.#o.clock.now()
-    const directives = requestDirectives(parseCacheControl(req.headers['cache-control']), single(req.headers.pragma))
+    const directives = requestDirectives(parseCacheControl(req.headers['cache-control']), single(req.headers.pragma), req.route.ignoreClientNoCache)
     const found = await this.#find(req, req.lookup)
 
     if (found.entry !== null && req.headers.authorization !== undefined && !sharedWithCredentials(effectiveResponseDirectives(found.entry.headers).directives)) {
@@ -227,7 +236,7 @@ export class ReadThrough {
     const requestTime = this.#o.clock.now()
     let res: OriginResponse
     try {
-      res = await this.#o.origin.request(req.route, { method: 'GET', path: req.path, headers: this.#forFetch(req.forward, MISS_CONDITIONALS) })
+      res = await this.#o.origin.request(req.route, { method: 'GET', path: req.path, headers: this.#forFetch(req.forward, MISS_CONDITIONALS), onInfo: req.interim })
       this.#event({ type: 'origin', route: req.route.name, status: res.status, seconds: (this.#o.clock.now() - requestTime) / 1000 })
     } catch (err) {
       this.#event({ type: 'origin', route: req.route.name, status: 'error', seconds: (this.#o.clock.now() - requestTime) / 1000 })
@@ -294,12 +303,54 @@ export class ReadThrough {
     return await this.#revalidate(req, directives, found, entry, decision.detail)
   }
 
-  /** RFC 9111 §4.3: a conditional request when the entry has validators, else a full fetch that replaces it. */
+  /**
+   * RFC 9111 §4.3: a conditional request when the entry has validators, else a full fetch that
+   * replaces it. Concurrent revalidations of one URL and variant by requests without
+   * credentials share one conditional request (a burst of forced refreshes, or of requests
+   * just past expiry, is one origin request); each then answers by its own directives.
+   */
   async #revalidate (req: CacheRequest, directives: Directives, found: Found, entry: CacheEntry, detail: string): Promise<Answer> {
     const fwd = detail.startsWith('request') ? 'request' : 'stale'
     if (!hasValidators(entry)) return await this.#miss(req, directives, found, { fwd, detail }, entry)
-    let res: OriginResponse
+    const id = `${req.key}\n${found.variant ?? '?'}`
+    const shareable = implicitAllowed(req.headers, req.route)
+    const pending = shareable ? this.#revalidations.get(id) : undefined
+    if (pending !== undefined) {
+      this.#event({ type: 'collapsed', route: req.route.name })
+      const result = await pending
+      if (result.kind === 'not-modified') {
+        return { kind: 'entry', entry: result.entry, age: currentAge(result.entry, this.#o.clock.now()), cacheStatus: { fwd, fwdStatus: 304, collapsed: true }, outcome: 'revalidated' }
+      }
+      if (result.kind === 'failed') return this.#staleOrError(entry, directives, result.error, fwd)
+      if (ERROR_STATUSES.has(result.res.status) && mayServeStaleOnError(entry, directives, this.#o.clock.now())) return this.#staleAnswer(entry, fwd, result.res.status)
+      // The leader streams the new response through a flight (joined here) or served stale.
+      return await this.#miss(req, directives, found, { fwd, detail }, entry)
+    }
+    const conditional = this.#conditional(req, found, entry)
+    if (shareable) {
+      this.#revalidations.set(id, conditional)
+      const forget = (): void => { if (this.#revalidations.get(id) === conditional) this.#revalidations.delete(id) }
+      conditional.then(forget, forget)
+    }
+    const result = await conditional
+    if (result.kind === 'not-modified') {
+      const merged = result.entry
+      return { kind: 'entry', entry: merged, age: currentAge(merged, this.#o.clock.now()), cacheStatus: { fwd, fwdStatus: 304, ...(result.stored ? { stored: true } : {}) }, outcome: 'revalidated' }
+    }
+    if (result.kind === 'failed') return this.#staleOrError(entry, directives, result.error, fwd)
+    const { res } = result
+    if (ERROR_STATUSES.has(res.status) && mayServeStaleOnError(entry, directives, this.#o.clock.now())) {
+      res.body.resume()
+      return this.#staleAnswer(entry, fwd, res.status)
+    }
+    // A full response replaces the entry: treat it like a miss that already has its response.
+    return await this.#miss(req, directives, found, { fwd, detail }, entry, res, result.requestTime, result.responseTime)
+  }
+
+  /** The conditional request of a revalidation and, on a matching 304, the merged entry. Never rejects. */
+  async #conditional (req: CacheRequest, found: Found, entry: CacheEntry): Promise<Conditional> {
     const requestTime = this.#o.clock.now()
+    let res: OriginResponse
     try {
       res = await this.#o.origin.request(req.route, {
         method: 'GET',
@@ -309,21 +360,15 @@ export class ReadThrough {
       this.#event({ type: 'origin', route: req.route.name, status: res.status, seconds: (this.#o.clock.now() - requestTime) / 1000 })
     } catch (err) {
       this.#event({ type: 'origin', route: req.route.name, status: 'error', seconds: (this.#o.clock.now() - requestTime) / 1000 })
-      const error = err instanceof GatewayError ? err : new GatewayError('CG_ERR_ORIGIN_UNREACHABLE', undefined, { cause: err })
-      return this.#staleOrError(entry, directives, error, fwd)
+      return { kind: 'failed', error: err instanceof GatewayError ? err : new GatewayError('CG_ERR_ORIGIN_UNREACHABLE', undefined, { cause: err }) }
     }
     const responseTime = this.#o.clock.now()
     if (res.status === 304 && notModifiedMatches(entry.headers, res.headers)) {
       res.body.resume()
       const merged = await this.#merge304(req, found, entry, res.headers, requestTime, responseTime)
-      return { kind: 'entry', entry: merged, age: merged.initialAge, cacheStatus: { fwd, fwdStatus: 304, ...(merged === entry ? {} : { stored: true }) }, outcome: 'revalidated' }
+      return { kind: 'not-modified', entry: merged, stored: merged !== entry }
     }
-    if (ERROR_STATUSES.has(res.status) && mayServeStaleOnError(entry, directives, this.#o.clock.now())) {
-      res.body.resume()
-      return this.#staleAnswer(entry, fwd, res.status)
-    }
-    // A full response replaces the entry: treat it like a miss that already has its response.
-    return await this.#miss(req, directives, found, { fwd, detail }, entry, res, requestTime, responseTime)
+    return { kind: 'response', res, requestTime, responseTime }
   }
 
   #staleAnswer (entry: CacheEntry, fwd: CacheStatus['fwd'], fwdStatus?: number): Answer {
@@ -352,7 +397,6 @@ export class ReadThrough {
     return out
   }
 
-
   /** RFC 9111 §4.3.4: freshen the stored response with the 304's fields; the body is kept. */
   async #merge304 (req: CacheRequest, found: Found, entry: CacheEntry, headers: Record<string, string | string[]>, requestTime: number, responseTime: number): Promise<CacheEntry> {
     const merged = merge304Headers(entry.headers, headers, responseTime)
@@ -368,7 +412,9 @@ export class ReadThrough {
       variant: found.variant ?? NO_VARIANT
     }, entry.vary)
     if (!prepared.storable) {
-      await this.#deleteVariant(req.key, found.variant ?? NO_VARIANT)
+      // The origin now forbids storing it (no-store, private...): drop it. A refusal that
+      // concerns only this request (credentials) leaves it to the clients it serves.
+      if (!REQUEST_SCOPED.has(prepared.detail)) await this.#deleteVariant(req.key, found.variant ?? NO_VARIANT)
       return entry
     }
     const next: CacheEntry = { ...prepared.meta, body: entry.body, vary: entry.vary }
@@ -495,10 +541,12 @@ export class ReadThrough {
     const hitForMiss = hfm !== undefined && hfm > now
     if (hfm !== undefined && !hitForMiss) this.#uncacheable.delete(req.key)
     // Requests with credentials, or that must not share, fetch alone.
-    let alone = already !== undefined || hitForMiss || req.headers.authorization !== undefined || directives.has('no-store')
+    let alone = hitForMiss || req.headers.authorization !== undefined || directives.has('no-store')
 
     let token: string | undefined
-    if (!alone) {
+    // A response already in hand (a revalidation's full answer) needs no gate, but is offered
+    // to other misses for the same key like any flight.
+    if (!alone && already === undefined) {
       const existing = this.#coalescer.get(flightKey)
       if (existing !== undefined) {
         const joined = await this.#join(req, existing)
@@ -639,9 +687,14 @@ export class ReadThrough {
       // next burst does not queue behind a fetch that cannot be shared (hit-for-miss).
       flight.shareable = false
       this.#coalescer.forget(flightKey, flight)
-      storing(Promise.resolve(detail === 'too-large' ? 'failed' : 'uncacheable'))
-      if (detail !== 'too-large' && this.#o.cache.hitForMiss > 0) this.#uncacheable.set(req.key, now + this.#o.cache.hitForMiss)
-      if (stale !== undefined && (detail !== 'too-large')) await this.#deleteVariant(req.key, found.variant ?? variantId(values))
+      // Only the response's own refusal says something about the URL: a refusal that concerns
+      // this request (credentials, request no-store), an origin error or a body too large
+      // neither marks the URL uncacheable nor deletes the stored response others rely on
+      // (a failed revalidation leaves it for stale-if-error).
+      const aboutUrl = detail !== 'too-large' && !REQUEST_SCOPED.has(detail) && head.status < 500
+      storing(Promise.resolve(aboutUrl ? 'uncacheable' : 'failed'))
+      if (aboutUrl && this.#o.cache.hitForMiss > 0) this.#uncacheable.set(req.key, now + this.#o.cache.hitForMiss)
+      if (stale !== undefined && aboutUrl) await this.#deleteVariant(req.key, found.variant ?? variantId(values))
     } else if (prepared.storable && status.detail !== 'store-bypassed') {
       // (While the store is bypassed the put would be refused unsent: not attempted, not claimed.)
       const jitter = req.route.ttlJitter
@@ -678,7 +731,7 @@ export class ReadThrough {
   async #fetch (req: CacheRequest): Promise<OriginResponse> {
     const started = this.#o.clock.now()
     try {
-      const res = await this.#o.origin.request(req.route, { method: 'GET', path: req.path, headers: this.#forFetch(req.forward) })
+      const res = await this.#o.origin.request(req.route, { method: 'GET', path: req.path, headers: this.#forFetch(req.forward), onInfo: req.interim })
       this.#event({ type: 'origin', route: req.route.name, status: res.status, seconds: (this.#o.clock.now() - started) / 1000 })
       return res
     } catch (err) {

@@ -416,12 +416,14 @@ function parseVary (raw: Buffer | null): readonly string[] | null {
   try {
     const names: unknown = JSON.parse(raw.toString('utf8'))
     // The names pick request fields for the variant: field names only (RFC 9110 §5.1 token).
-    if (isStringArray(names) && names.every((n) => VARY_NAME.test(n) && n !== '__proto__')) return names
+    // A route's key cookies are recorded as `cookie:` and the cookie name (case kept).
+    if (isStringArray(names) && names.every((n) => (n.startsWith('cookie:') ? COOKIE_NAME.test(n.slice(7)) : VARY_NAME.test(n)) && n !== '__proto__')) return names
   } catch {}
   return null
 }
 
 const VARY_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 function isStringArray (v: unknown): v is string[] {
   return Array.isArray(v) && v.every((n) => typeof n === 'string')

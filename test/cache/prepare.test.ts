@@ -15,6 +15,8 @@ const policy = (p: Partial<EntryPolicy> = {}): EntryPolicy => ({
   maxTtl: undefined,
   staleWhileRevalidate: 0,
   staleIfError: 0,
+  key: { cookies: [] },
+  implicitCachingWithCookies: false,
   ...p
 })
 
@@ -126,8 +128,38 @@ t.test('prepareEntry keeps a stale-on-arrival response when a stale window remai
   const r = stored({ 'cache-control': 'max-age=0, stale-while-revalidate=30' })
   t.equal(r.meta.freshness, 0)
   t.equal(r.ttlMs, 30 * S)
-  const d = stored({}, {}, { staleIfError: 60 * S })
-  t.equal(d.ttlMs, 60 * S, 'the route\'s default window counts too')
+  t.same(prepare({}, {}, { staleIfError: 60 * S, staleWhileRevalidate: 30 * S }), { storable: false, detail: 'stale-on-arrival' },
+    'the route\'s windows do not keep a response that was never fresh')
+})
+
+t.test('only the origin\'s explicit permission shares a response (safe by default)', async (t) => {
+  const route = { staleWhileRevalidate: 30 * S, staleIfError: 300 * S }
+  const cookie = { requestHeaders: { cookie: 'session=abc' } }
+  interface Case { name: string, headers: IncomingHeaders, over?: Partial<OriginAnswer>, p?: Partial<EntryPolicy>, expected: string | { freshness: number, swr: number, sie: number } }
+  const cases: Case[] = [
+    { name: 'positive explicit freshness gets the route windows', headers: { 'cache-control': 'max-age=60' }, p: route, expected: { freshness: 60 * S, swr: 30 * S, sie: 300 * S } },
+    { name: 'max-age=0 does not get the route windows', headers: { 'cache-control': 'max-age=0' }, p: route, expected: 'stale-on-arrival' },
+    { name: 'no Cache-Control does not get the route windows', headers: {}, p: route, expected: 'stale-on-arrival' },
+    { name: 'a response already older than its lifetime does not get the route windows', headers: { 'cache-control': 'max-age=60', age: '120' }, p: route, expected: 'stale-on-arrival' },
+    { name: 'no-cache forbids the route windows', headers: { 'cache-control': 'max-age=60, no-cache' }, p: route, expected: { freshness: 60 * S, swr: 0, sie: 0 } },
+    { name: 'must-revalidate forbids the route windows', headers: { 'cache-control': 'max-age=60, must-revalidate' }, p: route, expected: { freshness: 60 * S, swr: 0, sie: 0 } },
+    { name: 'proxy-revalidate forbids the route windows', headers: { 'cache-control': 'max-age=60, proxy-revalidate' }, p: route, expected: { freshness: 60 * S, swr: 0, sie: 0 } },
+    { name: 'the origin\'s own windows apply to max-age=0', headers: { 'cache-control': 'max-age=0, stale-while-revalidate=10, stale-if-error=20' }, p: route, expected: { freshness: 0, swr: 10 * S, sie: 20 * S } },
+    { name: 'a default TTL gives positive freshness, and the route windows, without credentials', headers: {}, p: { ...route, defaultTtl: 60 * S }, expected: { freshness: 60 * S, swr: 30 * S, sie: 300 * S } },
+    { name: 'a request with a session cookie gets no default TTL', headers: {}, over: cookie, p: { ...route, defaultTtl: 60 * S }, expected: 'cookie' },
+    { name: 'a request with a session cookie gets no heuristic freshness', headers: { date: 'Thu, 01 Jan 2026 00:00:00 GMT', 'last-modified': 'Mon, 01 Dec 2025 00:00:00 GMT' }, over: cookie, p: route, expected: 'cookie' },
+    { name: 'a request with a session cookie and explicit freshness is shared, without the route windows', headers: { 'cache-control': 'max-age=60' }, over: cookie, p: route, expected: { freshness: 60 * S, swr: 0, sie: 0 } },
+    { name: 'a request whose cookies are all keyed gets the default TTL', headers: {}, over: { requestHeaders: { cookie: 'currency=EUR' } }, p: { ...route, defaultTtl: 60 * S, key: { cookies: ['currency'] } }, expected: { freshness: 60 * S, swr: 30 * S, sie: 300 * S } },
+    { name: 'a keyed cookie beside a session cookie gets no default TTL', headers: {}, over: { requestHeaders: { cookie: 'currency=EUR; session=abc' } }, p: { ...route, defaultTtl: 60 * S, key: { cookies: ['currency'] } }, expected: 'cookie' },
+    { name: 'the route opt-out lets cookie requests get the default TTL', headers: {}, over: cookie, p: { ...route, defaultTtl: 60 * S, implicitCachingWithCookies: true }, expected: { freshness: 60 * S, swr: 30 * S, sie: 300 * S } },
+    { name: 'Authorization with s-maxage is shared without the route windows (s-maxage implies proxy-revalidate)', headers: { 'cache-control': 's-maxage=60' }, over: { requestHeaders: { authorization: 'Bearer x' } }, p: route, expected: { freshness: 60 * S, swr: 0, sie: 0 } },
+    { name: 'Authorization with public, max-age gets no route windows', headers: { 'cache-control': 'public, max-age=60' }, over: { requestHeaders: { authorization: 'Bearer x' } }, p: { ...route, implicitCachingWithCookies: true }, expected: { freshness: 60 * S, swr: 0, sie: 0 } }
+  ]
+  for (const c of cases) {
+    const r = prepare(c.headers, c.over, c.p)
+    const got = r.storable ? { freshness: r.meta.freshness, swr: r.meta.staleWhileRevalidate, sie: r.meta.staleIfError } : r.detail
+    t.same(got, c.expected, c.name)
+  }
 })
 
 t.test('prepareEntry applies route defaults and caps', async (t) => {

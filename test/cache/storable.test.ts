@@ -26,7 +26,7 @@ function verdict (row: Row): true | string {
     response,
     directives,
     targeted,
-    { storeContentTypes: [], defaultTtl: undefined, ...row.policy }
+    { storeContentTypes: [], defaultTtl: undefined, key: { cookies: [] }, implicitCachingWithCookies: false, ...row.policy }
   )
   return v.storable ? true : v.detail
 }

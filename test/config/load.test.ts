@@ -47,7 +47,9 @@ const defaultRoute: RouteConfig = {
   maxConnections: 128,
   l1: false,
   ttlJitter: 0,
-  refreshAhead: false
+  refreshAhead: false,
+  implicitCachingWithCookies: false,
+  ignoreClientNoCache: false
 }
 
 t.test('a file with only one origin gets every default', async (t) => {
@@ -117,7 +119,9 @@ t.test('a file setting every key gets exactly those values, normalized', async (
         maxConnections: 16,
         l1: true,
         ttlJitter: 12.5,
-        refreshAhead: true
+        refreshAhead: true,
+        implicitCachingWithCookies: false,
+        ignoreClientNoCache: false
       },
       { ...defaultRoute, name: 'route-1' }
     ]

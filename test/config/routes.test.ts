@@ -22,7 +22,9 @@ function route (name: string, host: string | undefined, path: string): RouteConf
     maxConnections: 128,
     l1: false,
     ttlJitter: 0,
-    refreshAhead: false
+    refreshAhead: false,
+    implicitCachingWithCookies: false,
+    ignoreClientNoCache: false
   }
 }
 
