@@ -4,6 +4,7 @@
  * from stored bodies, and errors in the catalogue's JSON shape.
  */
 import type { FastifyReply } from 'fastify'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { TARGETED_FIELDS } from '../cache/cache-control.ts'
 import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
 import { clientNotModified, NOT_MODIFIED_FIELDS } from '../cache/conditional.ts'
@@ -15,6 +16,25 @@ import { errorBody, type GatewayError } from '../errors.ts'
 import type { Answer } from '../lifecycle/read-through.ts'
 
 export const VIA = '1.1 cachegate'
+
+/**
+ * RFC 8297: relays an origin's 103 Early Hints to the client before the final response, with
+ * its Link fields only (other fields of an interim response are the origin's business). None
+ * for HTTP/1.0 clients (RFC 9110 §15.2), none once the response has started; a Link that Node
+ * refuses to write (not a valid Link) is dropped: a hint is optional by nature.
+ */
+export function earlyHintsRelay (req: IncomingMessage, res: ServerResponse): ((status: number, headers: Record<string, string | string[]>) => void) | undefined {
+  if (req.httpVersionMajor < 1 || (req.httpVersionMajor === 1 && req.httpVersionMinor < 1)) return undefined
+  return (status, headers) => {
+    const link = headers.link
+    if (status !== 103 || link === undefined || res.headersSent || res.writableEnded) return
+    try {
+      res.writeEarlyHints({ link: typeof link === 'string' ? link : [...link] })
+    } catch {
+      // Node validates the Link value before writing anything: nothing was sent.
+    }
+  }
+}
 
 /**
  * Fields never sent downstream as received from the origin or the store. The origin's Age is

@@ -18,6 +18,8 @@ export interface OriginRequest {
   path: string
   headers: Record<string, string | string[]>
   signal?: AbortSignal
+  /** Called with each interim (1xx) response the origin sends before the final one. */
+  onInfo?: ((status: number, headers: Record<string, string | string[]>) => void) | undefined
 }
 
 export interface OriginResponse {
@@ -27,6 +29,17 @@ export interface OriginResponse {
 }
 
 const RETRYABLE = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'UND_ERR_SOCKET', 'ECONNABORTED'])
+
+/** Adapts a caller's interim-response callback to undici's onInfo; a throwing callback cannot break the fetch. */
+function interimRelay (onInfo: (status: number, headers: Record<string, string | string[]>) => void): NonNullable<Dispatcher.RequestOptions['onInfo']> {
+  return ({ statusCode, headers }) => {
+    try {
+      onInfo(statusCode, headers)
+    } catch {
+      // The callback only relays a hint; the final response matters, not the hint.
+    }
+  }
+}
 
 /** Maps an undici or socket error to the gateway's error catalogue. */
 export function originError (err: unknown): GatewayError {
@@ -152,7 +165,8 @@ export class OriginClient {
       method: req.method,
       path: OriginClient.originPath(route) + req.path,
       headers: req.headers,
-      signal: signal ?? null
+      signal: signal ?? null,
+      ...(req.onInfo !== undefined ? { onInfo: interimRelay(req.onInfo) } : {})
     }
     const idempotent = req.method === 'GET' || req.method === 'HEAD'
     try {
