@@ -146,8 +146,9 @@ t.test('malformed requests get a clear 4xx in the catalogue shape', async (t) =>
     ['two Host headers', req('GET / HTTP/1.1', `Host: ${HOST}\r\nHost: evil.test\r\n`), 400, 'CG_ERR_BAD_REQUEST'],
     ['a Host with a port beyond 65535', req('GET / HTTP/1.1', `Host: ${HOST}:99999\r\n`), 400, 'CG_ERR_BAD_REQUEST'],
     ['a host no route serves', req('GET / HTTP/1.1', 'Host: other.test\r\n'), 404, 'CG_ERR_NO_ROUTE'],
-    ['an absolute-form target for another host', req('GET http://evil.test/x HTTP/1.1'), 404, 'CG_ERR_NO_ROUTE'],
-    ['the asterisk-form target', req('OPTIONS * HTTP/1.1'), 404, 'CG_ERR_NO_ROUTE'],
+    // The target is normalized before any route is chosen (request-fields.ts resolveRequest).
+    ['an absolute-form target for another host', req('GET http://evil.test/x HTTP/1.1'), 400, 'CG_ERR_BAD_REQUEST'],
+    ['the asterisk-form target', req('OPTIONS * HTTP/1.1'), 400, 'CG_ERR_BAD_REQUEST'],
     ['a method no parser knows', req('FOO / HTTP/1.1'), 405, 'CG_ERR_METHOD_NOT_ALLOWED'],
     ['TRACE', req('TRACE / HTTP/1.1'), 405, 'CG_ERR_METHOD_NOT_ALLOWED'],
     ['CONNECT', req(`CONNECT ${HOST}:443 HTTP/1.1`), 405, 'CG_ERR_METHOD_NOT_ALLOWED'],
