@@ -22,8 +22,12 @@ export function hasValidators (entry: Pick<CacheEntry, 'headers'>): boolean {
   return entry.headers.etag !== undefined || entry.headers['last-modified'] !== undefined
 }
 
-/** Fields a 304 must not change in the stored response (§4.3.4 and RFC 9110 §8.6: the body's framing). */
-const KEEP_ON_304 = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding'])
+/**
+ * Fields a 304 must not change in the stored response (§4.3.4 and RFC 9110 §8.6: the body's
+ * framing), and digests of the stored body (Content-MD5, RFC 9530 Content-Digest): a 304 has
+ * no body, so its digest cannot describe the one kept.
+ */
+const KEEP_ON_304 = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding', 'content-md5', 'content-digest'])
 
 /**
  * §4.3.4: the stored response's header fields are replaced by those in the 304, except the

@@ -38,7 +38,9 @@ t.test('merge304Headers updates stored headers from a 304 (RFC 9111 §3.2, §4.3
     etag: '"v1"',
     'cache-control': 'max-age=10',
     date: EARLIER,
-    'x-kept': 'yes'
+    'x-kept': 'yes',
+    'content-md5': 'rL0Y20zC+Fzt72VPzMSk2A==',
+    'content-digest': 'sha-256=:a:'
   }
   const rows: Array<{ name: string, notModified: IncomingHeaders, expected: Partial<HeaderMap> & Record<string, string | string[] | undefined> }> = [
     { name: '§4.3.4 fields in the 304 replace stored ones', notModified: { 'cache-control': 'max-age=60', date: LATER, etag: '"v1"' }, expected: { 'cache-control': 'max-age=60', date: LATER } },
@@ -47,6 +49,8 @@ t.test('merge304Headers updates stored headers from a 304 (RFC 9111 §3.2, §4.3
     { name: '§3.2 Content-Length is kept (it describes the stored body)', notModified: { 'content-length': '0' }, expected: { 'content-length': '1234' } },
     { name: '§3.2 Content-Encoding is kept (it describes the stored body)', notModified: { 'content-encoding': 'br' }, expected: { 'content-encoding': 'gzip' } },
     { name: '§3.2 Content-Range is kept (it describes the stored body)', notModified: { 'content-range': 'bytes 0-0/1' }, expected: { 'content-range': 'bytes 0-9/10' } },
+    { name: '§3.2 Content-MD5 is kept (a digest of the stored body)', notModified: { 'content-md5': 'N7UdGUp1E+RbVvZSTy1R8g==' }, expected: { 'content-md5': 'rL0Y20zC+Fzt72VPzMSk2A==' } },
+    { name: '§3.2 Content-Digest is kept (a digest of the stored body)', notModified: { 'content-digest': 'sha-256=:b:' }, expected: { 'content-digest': 'sha-256=:a:' } },
     { name: '§3.2 / §3.1 hop-by-hop fields of the 304 are not merged', notModified: { connection: 'keep-alive', 'keep-alive': 'timeout=5', 'transfer-encoding': 'chunked' }, expected: { connection: undefined, 'keep-alive': undefined, 'transfer-encoding': undefined } },
     { name: '§3.2 / §3.1 fields named by the 304\'s Connection are not merged', notModified: { connection: 'X-Hop', 'x-hop': '1', 'x-new': '2' }, expected: { 'x-hop': undefined, 'x-new': '2' } },
     { name: '§4.3.4 names are merged lower-case', notModified: { 'Cache-Control': 'no-cache' }, expected: { 'cache-control': 'no-cache' } },
