@@ -37,6 +37,7 @@ import { Health } from './observability/health.ts'
 import { GatewayMetrics, MeteredStore, type StoreOp } from './observability/metrics.ts'
 import { Forwarder } from './invalidation/forwarder.ts'
 import { MemoryOutbox, RedisOutbox } from './invalidation/outbox.ts'
+import { BoundedMap, type BoundedMapStats } from './bounded-map.ts'
 
 export interface GatewayOptions {
   config: GatewayConfig
@@ -69,6 +70,8 @@ export interface Gateway {
   /** CDN purge forwarding; undefined without `cdn` in the config. */
   readonly forwarder: Forwarder | undefined
   readonly health: Health
+  /** Sizes of the per-key structures, each bounded in entries and bytes (src/bounded-map.ts). */
+  memory(): Record<string, BoundedMapStats>
   config(): GatewayConfig
   /**
    * Swaps in a new validated config for new requests (routes, origins, route options).
@@ -226,14 +229,13 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
   if (tiered !== undefined) metrics.setL1Bytes(() => tiered.stats().bytes)
   const store: Store = new MeteredStore(tiered ?? backend.store, metrics)
   // A stored entry refused on read (src/cache/entry-check.ts) was a miss and is deleted by its
-  // store: counted every time, logged once per key (bounded: cleared when full).
-  let loggedInvalid = new Set<string>()
+  // store: counted every time, logged once per key (bounded, src/bounded-map.ts).
+  const loggedInvalid = new BoundedMap<string, true>({ maxEntries: 10_000, maxBytes: 8 * 1024 * 1024 })
   store.onInvalidEntry?.((e) => {
     metrics.invalidEntry(e.problem)
     const id = `${e.store}\n${e.url}\n${e.variant}`
     if (loggedInvalid.has(id)) return
-    if (loggedInvalid.size >= 10_000) loggedInvalid = new Set()
-    loggedInvalid.add(id)
+    loggedInvalid.set(id, true)
     logger.warn({ url: e.url, variant: e.variant, reason: e.problem, store: e.store, deleted: e.deleted }, 'invalid stored entry: served from the origin and deleted')
   })
   // A TieredStore publishes its own changes; otherwise purges and invalidations announce them.
@@ -389,6 +391,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     metrics,
     health,
     forwarder,
+    memory: () => ({ ...readThrough.memory(), fastPathKeys: fast.keyCache(), invalidLogged: loggedInvalid.stats() }),
     config: () => config,
     reload (next) {
       config = next

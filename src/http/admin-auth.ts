@@ -9,6 +9,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AdminConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
 import { sendError } from './respond.ts'
+import { BoundedMap } from '../bounded-map.ts'
 
 export const SIGNATURE_HEADER = 'x-cachegate-signature'
 
@@ -46,7 +47,7 @@ export function authorize (admin: AdminConfig, headers: FastifyRequest['headers'
  * endpoint cannot be hammered (and a wrong-token loop is slowed down).
  */
 export class RateLimiter {
-  readonly #buckets = new Map<string, { tokens: number, at: number }>()
+  readonly #buckets = new BoundedMap<string, { tokens: number, at: number }>({ maxEntries: 10_000, maxBytes: 2 * 1024 * 1024 })
   readonly #rate: number
   readonly #burst: number
   readonly #now: () => number
@@ -62,7 +63,6 @@ export class RateLimiter {
     const b = this.#buckets.get(client) ?? { tokens: this.#burst, at: now }
     b.tokens = Math.min(this.#burst, b.tokens + ((now - b.at) / 1000) * this.#rate)
     b.at = now
-    if (this.#buckets.size > 10_000) this.#buckets.clear() // bounded memory under address churn
     if (b.tokens < 1) {
       this.#buckets.set(client, b)
       return false

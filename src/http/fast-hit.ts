@@ -17,6 +17,7 @@ import type { RouteMatcher } from '../config/routes.ts'
 import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import type { RequestOutcome } from '../observability/events.ts'
 import type { Store, StoreLookup } from '../store/store.ts'
+import { BoundedMap, type BoundedMapStats } from '../bounded-map.ts'
 import { hostFields, resolveRequest } from './request-fields.ts'
 import { headersOfEntry, VIA } from './respond.ts'
 
@@ -68,7 +69,12 @@ function flatHeaders (entry: CacheEntry, route: RouteConfig): string[] {
 export class FastHit {
   readonly #d: FastHitDeps
   /** Normalized keys of recently seen (host, target) pairs: normalization is pure, so it is cached. */
-  #keys = new Map<string, { route: RouteConfig, key: CacheKey } | null>()
+  readonly #keys = new BoundedMap<string, { route: RouteConfig, key: CacheKey } | null>({
+    maxEntries: 10_000,
+    maxBytes: 8 * 1024 * 1024,
+    sizeOf: (v) => v === null ? 8 : v.key.length * 2 + 32
+  })
+
   #enabled = true
 
   constructor (deps: FastHitDeps) {
@@ -80,9 +86,14 @@ export class FastHit {
     this.#enabled = false
   }
 
+  /** Size of the key normalization cache (bounded: a burst of unique URLs cannot grow it). */
+  keyCache (): BoundedMapStats {
+    return this.#keys.stats()
+  }
+
   /** Forgets cached key normalizations (after a reload changed the routes). */
   reset (): void {
-    this.#keys = new Map()
+    this.#keys.clear()
   }
 
   /**
@@ -178,7 +189,8 @@ export class FastHit {
 
   #resolve (scheme: string, host: string, target: string): { route: RouteConfig, key: CacheKey } | null {
     const id = `${scheme}\n${host}\n${target}`
-    const known = this.#keys.get(id)
+    // peek, not get: eviction in insertion order keeps a hit free of bookkeeping.
+    const known = this.#keys.peek(id)
     if (known !== undefined) return known
     let result: { route: RouteConfig, key: CacheKey } | null = null
     if (target.length <= this.#d.config().limits.maxUrlLength) {
@@ -189,7 +201,6 @@ export class FastHit {
         result = { route: r.route, key: r.url.key }
       }
     }
-    if (this.#keys.size >= 10_000) this.#keys = new Map() // bounded: a burst of unique URLs cannot grow it
     this.#keys.set(id, result)
     return result
   }

@@ -15,6 +15,7 @@ import type { RouteConfig } from '../config/types.ts'
 import { errorBody, type GatewayError } from '../errors.ts'
 import type { Answer } from '../lifecycle/read-through.ts'
 
+import { BoundedMap } from '../bounded-map.ts'
 export const VIA = '1.1 cachegate'
 
 /**
@@ -77,13 +78,17 @@ export function downstreamHeaders (headers: IncomingHeaders, route: RouteConfig)
  * another's body).
  */
 const entryHeaders = new WeakMap<CacheEntry, { route: RouteConfig, headers: HeaderMap }>()
-let versionHeaders = new Map<string, { route: RouteConfig, stamp: string, headers: HeaderMap }>()
+const versionHeaders = new BoundedMap<string, { route: RouteConfig, stamp: string, headers: HeaderMap }>({
+  maxEntries: 10_000,
+  maxBytes: 16 * 1024 * 1024,
+  sizeOf: (v) => v.stamp.length * 2 + JSON.stringify(v.headers).length * 2
+})
 export function headersOfEntry (entry: CacheEntry, route: RouteConfig): HeaderMap {
   const cached = entryHeaders.get(entry)
   if (cached?.route === route) return cached.headers
   const version = `${entry.url}\n${JSON.stringify(entry.vary)}`
   const stamp = `${entry.requestTime} ${entry.responseTime} ${entry.status} ${entry.body.length} ${String(entry.headers.etag)}`
-  const known = versionHeaders.get(version)
+  const known = versionHeaders.peek(version)
   if (known !== undefined && known.route === route && known.stamp === stamp) {
     entryHeaders.set(entry, { route, headers: known.headers })
     return known.headers
@@ -91,7 +96,6 @@ export function headersOfEntry (entry: CacheEntry, route: RouteConfig): HeaderMa
   const headers = downstreamHeaders(entry.headers, route)
   headers['content-length'] = String(entry.body.length)
   entryHeaders.set(entry, { route, headers })
-  if (versionHeaders.size >= 10_000) versionHeaders = new Map()
   versionHeaders.set(version, { route, stamp, headers })
   return headers
 }

@@ -17,6 +17,7 @@ import { decide } from '../cache/policy.ts'
 import { mergeSpec, variantId, variantValues } from '../cache/vary.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { Store } from '../store/store.ts'
+import { BoundedMap, type BoundedMapStats } from '../bounded-map.ts'
 
 /** Why the last origin response for a key was or was not stored. */
 export interface StorageDecision {
@@ -40,34 +41,49 @@ interface KeyRecord {
 
 const MAX_VARIANTS_REMEMBERED = 64
 
-/** The last storability decision per key, for the `size` most recently decided keys. */
-export class DecisionLog {
-  readonly #keys = new Map<CacheKey, KeyRecord>()
-  readonly #size: number
+/** Estimated bytes of a record: its variants' values (the decision itself is small and fixed). */
+function recordBytes (record: KeyRecord): number {
+  let bytes = 128
+  for (const [id, values] of record.variants) {
+    bytes += id.length * 2 + 64
+    for (const [name, value] of Object.entries(values)) bytes += (name.length + (value?.length ?? 0)) * 2 + 32
+  }
+  return bytes
+}
 
-  constructor (size = 10_000) {
-    this.#size = size
+/**
+ * The last storability decision per key, for the most recently decided keys: bounded in keys
+ * and in bytes (src/bounded-map.ts), since keys and variant values come from clients.
+ */
+export class DecisionLog {
+  readonly #keys: BoundedMap<CacheKey, KeyRecord>
+
+  constructor (size = 10_000, maxBytes = 16 * 1024 * 1024) {
+    this.#keys = new BoundedMap({ maxEntries: size, maxBytes, sizeOf: recordBytes })
   }
 
   record (key: CacheKey, decision: StorageDecision, values: Readonly<Record<string, string | null>>): void {
-    const existing = this.#keys.get(key)
+    const existing = this.#keys.peek(key)
     const variants = existing?.variants ?? new Map<VariantId, Readonly<Record<string, string | null>>>()
-    this.#keys.delete(key)
     if (decision.stored) {
       variants.delete(decision.variant)
       variants.set(decision.variant, values)
       if (variants.size > MAX_VARIANTS_REMEMBERED) variants.delete(variants.keys().next().value as VariantId)
     }
+    // set() measures the record again (its variants may have grown) and marks it most recent.
     this.#keys.set(key, { last: decision, variants })
-    if (this.#keys.size > this.#size) this.#keys.delete(this.#keys.keys().next().value as CacheKey)
   }
 
   last (key: CacheKey): StorageDecision | undefined {
-    return this.#keys.get(key)?.last
+    return this.#keys.peek(key)?.last
   }
 
   variants (key: CacheKey): ReadonlyMap<VariantId, Readonly<Record<string, string | null>>> {
-    return this.#keys.get(key)?.variants ?? new Map()
+    return this.#keys.peek(key)?.variants ?? new Map()
+  }
+
+  stats (): BoundedMapStats {
+    return this.#keys.stats()
   }
 }
 

@@ -28,6 +28,10 @@ import { DecisionLog } from './explain.ts'
 import type { Tasks } from './tasks.ts'
 import { newToken, type Locks } from './lock.ts'
 import type { Bus } from '../invalidation/bus.ts'
+import { BoundedMap, type BoundedMapStats } from '../bounded-map.ts'
+
+/** Bounds of the per-key records kept here (URLs are chosen by clients). */
+const PER_KEY_BOUNDS = { maxEntries: 10_000, maxBytes: 8 * 1024 * 1024 }
 
 export type Outcome = 'hit' | 'stale' | 'revalidated' | 'miss' | 'pass' | 'error'
 
@@ -119,16 +123,16 @@ interface Found {
 export class ReadThrough {
   readonly #o: ReadThroughOptions
   readonly #coalescer = new Coalescer()
-  /** Hit-for-miss: keys recently found uncacheable, until when (ms). */
-  readonly #uncacheable = new Map<string, number>()
+  /** Hit-for-miss: keys recently found uncacheable, until when (ms); bounded (src/bounded-map.ts). */
+  readonly #uncacheable = new BoundedMap<string, number>(PER_KEY_BOUNDS)
   /** The last storability decision per key (GET /explain), for the 10,000 most recent keys. */
   readonly #decisions = new DecisionLog(10_000)
   /** Background refreshes in progress in this instance, by URL + variant. */
   readonly #refreshing = new Set<string>()
   /** Misses deciding (through the cluster lock) who fetches, by flight key. */
   readonly #gates = new Map<string, Promise<Gate>>()
-  /** Fill locks this instance holds (or held and could not release), until their TTL, in real time. */
-  readonly #ownFills = new Map<string, number>()
+  /** Fill locks this instance holds (or held and could not release), until their TTL, in real time; bounded: a forgotten record only costs a wait. */
+  readonly #ownFills = new BoundedMap<string, number>(PER_KEY_BOUNDS)
   /** Conditional revalidations in flight, by flight key, shared by concurrent requests without credentials. */
   readonly #revalidations = new Map<string, Promise<Conditional>>()
   /** Conditional misses in flight, by URL, variant and the client's validators. */
@@ -171,8 +175,9 @@ export class ReadThrough {
     return this.#decisions
   }
 
-  get inFlight (): number {
-    return this.#coalescer.size
+  /** Sizes of the per-key records (bounded; read by the soak test and operators). */
+  memory (): { hitForMiss: BoundedMapStats, ownFills: BoundedMapStats, decisions: BoundedMapStats } {
+    return { hitForMiss: this.#uncacheable.stats(), ownFills: this.#ownFills.stats(), decisions: this.#decisions.stats() }
   }
 
   async handle (req: CacheRequest): Promise<Answer> {
@@ -741,7 +746,6 @@ export class ReadThrough {
   }
 
   #own (flightKey: string): void {
-    if (this.#ownFills.size >= 10_000) this.#ownFills.clear() // bounded: stale records only cost a wait
     this.#ownFills.set(flightKey, performance.now() + this.#o.cache.coalesceWait)
   }
 

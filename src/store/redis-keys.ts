@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { CacheKey, VariantId } from '../cache/key.ts'
+import { BoundedMap } from '../bounded-map.ts'
 
 /** Throws when `prefix` could break the hash-tag scheme. */
 export function assertKeyPrefix (prefix: string): void {
@@ -16,15 +17,14 @@ export function assertKeyPrefix (prefix: string): void {
   }
 }
 
-/** Recently hashed URLs: a hit costs one Map lookup instead of a SHA-1 (bounded, cleared when full). */
-let hashes = new Map<string, string>()
+/** Recently hashed URLs: a hit costs one Map lookup instead of a SHA-1 (bounded in entries and bytes). */
+const hashes = new BoundedMap<string, string>({ maxEntries: 50_000, maxBytes: 32 * 1024 * 1024 })
 
 /** Short stable hash of a URL: the first 16 characters of its SHA-1 in base64url (96 bits). */
 export function urlHash (url: CacheKey): string {
-  const known = hashes.get(url)
+  const known = hashes.peek(url)
   if (known !== undefined) return known
   const hash = createHash('sha1').update(url).digest('base64url').slice(0, 16)
-  if (hashes.size >= 50_000) hashes = new Map()
   hashes.set(url, hash)
   return hash
 }

@@ -22,6 +22,7 @@ import {
 } from './redis-keys.ts'
 import type { IndexKeys } from './redis-keys.ts'
 import { reportInvalid, type InvalidEntryListener, type PutOptions, type Store, type StoreLookup } from './store.ts'
+import { BoundedMap } from '../bounded-map.ts'
 
 /** Index writes and reads go this many at a time. */
 const BATCH = 500
@@ -437,34 +438,28 @@ function isStringArray (v: unknown): v is string[] {
  * purge rewriting invalidatedAt) changes the bytes, and so is decoded afresh. Bounded in bytes.
  */
 class DecodedEntries {
-  #byKey = new Map<string, { raw: Buffer, entry: CacheEntry }>()
-  #bytes = 0
+  readonly #byKey: BoundedMap<string, { raw: Buffer, entry: CacheEntry }>
   readonly #maxBytes: number
 
   constructor (maxBytes = 32 * 1024 * 1024) {
     this.#maxBytes = maxBytes
+    this.#byKey = new BoundedMap({ maxEntries: 50_000, maxBytes, sizeOf: (v) => v.raw.length })
   }
 
   /** Refused values are decoded again on every read: they are rare, and deleted when found. */
   read (url: CacheKey, variant: string, raw: Buffer): DecodeResult {
     const id = `${url}\n${variant}`
-    const known = this.#byKey.get(id)
+    const known = this.#byKey.peek(id)
     if (known !== undefined && known.raw.equals(raw)) return { ok: true, entry: known.entry }
     const result = decodeEntry(raw, url)
     if (!result.ok || raw.length > this.#maxBytes / 64) return result
     const entry = result.entry
-    if (this.#bytes + raw.length > this.#maxBytes) {
-      this.#byKey = new Map()
-      this.#bytes = 0
-    }
-    if (known !== undefined) this.#bytes -= known.raw.length
     for (const value of Object.values(entry.headers)) if (Array.isArray(value)) Object.freeze(value)
     Object.freeze(entry.headers)
     Object.freeze(entry.vary)
     Object.freeze(entry.tags)
     Object.freeze(entry)
     this.#byKey.set(id, { raw, entry })
-    this.#bytes += raw.length
     return result
   }
 }
