@@ -474,6 +474,7 @@ function buildRoute (route: RouteFile, index: number): RouteConfig {
     keep: ms(filled.keep),
     downstreamCacheControl: filled.downstreamCacheControl,
     keepTagHeaders: toFlag(filled.keepTagHeaders),
+    ...(filled.tagHeader !== undefined ? { tagHeader: filled.tagHeader } : {}),
     storeContentTypes: filled.storeContentTypes.map((type) => type.toLowerCase()),
     timeouts: {
       connect: ms(timeouts.connect),

@@ -14,6 +14,7 @@ import { isIP, isIPv6 } from 'node:net'
 import { Kind, Type, TypeRegistry } from '@sinclair/typebox'
 import type { SchemaOptions, Static, TObject, TOptional, TProperties, TSchema, TUnsafe } from '@sinclair/typebox'
 import { normalizePath } from '../cache/key.ts'
+import { TAG_HEADERS, type TagHeader } from '../cache/tag-header.ts'
 import { ADDRESS_RANGE_EXAMPLE, parseAddressRange } from './address-range.ts'
 import { parseDuration, parseSize } from './duration.ts'
 
@@ -323,6 +324,7 @@ export const RouteSchema = Type.Object({
   keep: withDefault(Duration(), '1h'),
   downstreamCacheControl: Type.Optional(HeaderValue()),
   keepTagHeaders: withDefault(Flag(), false),
+  tagHeader: Type.Optional(Type.Unsafe<TagHeader>(Type.Union(TAG_HEADERS.map((n) => Type.Literal(n)), { expected: `one of ${TAG_HEADERS.join(', ')}` }))),
   storeContentTypes: withDefault(Type.Array(ContentTypePrefix(), { expected: 'a list of content types' }), []),
   timeouts: Type.Optional(TimeoutsSchema),
   maxConnections: withDefault(Count(), 128),

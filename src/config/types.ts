@@ -3,6 +3,7 @@
  * milliseconds, sizes in bytes, defaults applied, deeply frozen. Produced only by
  * config/load.ts from routes.yaml (schema in config/schema.ts).
  */
+import type { TagHeader } from '../cache/tag-header.ts'
 
 export interface KeyOptions {
   /** Query parameter names (globs such as `utm_*`) dropped from the key and from the forwarded request. */
@@ -51,6 +52,11 @@ export interface RouteConfig {
   downstreamCacheControl: string | undefined
   /** Keep Surrogate-Key / Cache-Tag headers on responses sent downstream. */
   keepTagHeaders: boolean
+  /**
+   * Emit the entry's tags downstream in this CDN header (Fastly `surrogate-key`, Cloudflare
+   * `cache-tag`, Akamai `edge-cache-tag`), in that CDN's format; absent: none.
+   */
+  tagHeader?: TagHeader
   /** Content-Type prefixes the route may store (web cache deception guard); empty: any. */
   storeContentTypes: readonly string[]
   timeouts: OriginTimeouts

@@ -9,13 +9,14 @@ import { TARGETED_FIELDS } from '../cache/cache-control.ts'
 import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
 import { clientNotModified, NOT_MODIFIED_FIELDS } from '../cache/conditional.ts'
 import type { CacheEntry, HeaderMap } from '../cache/entry.ts'
-import { HOP_BY_HOP, TAG_FIELDS, type IncomingHeaders } from '../cache/headers.ts'
+import { HOP_BY_HOP, parseTags, TAG_FIELDS, type IncomingHeaders } from '../cache/headers.ts'
+import { formatTagHeader } from '../cache/tag-header.ts'
 import { decideRange } from '../cache/range.ts'
 import type { RouteConfig } from '../config/types.ts'
 import { errorBody, type GatewayError } from '../errors.ts'
 import type { Answer } from '../lifecycle/read-through.ts'
-
 import { BoundedMap } from '../bounded-map.ts'
+
 export const VIA = '1.1 cachegate'
 
 /**
@@ -45,6 +46,8 @@ export function earlyHintsRelay (req: IncomingMessage, res: ServerResponse): ((s
 function dropSet (route: RouteConfig | undefined): Set<string> {
   const drop = new Set<string>([...HOP_BY_HOP, 'cache-status', ...TARGETED_FIELDS.filter((f) => f !== 'cdn-cache-control')])
   if (route?.keepTagHeaders !== true) for (const f of TAG_FIELDS) drop.add(f)
+  // The CDN tag header is always cachegate's own, written from the entry's tags.
+  if (route?.tagHeader !== undefined) drop.add(route.tagHeader)
   return drop
 }
 
@@ -58,8 +61,13 @@ function dropFor (route: RouteConfig): Set<string> {
   return s
 }
 
-/** The origin's fields as they go downstream for this route (targeted and tag fields removed, Cache-Control replaced if configured). */
-export function downstreamHeaders (headers: IncomingHeaders, route: RouteConfig): HeaderMap {
+/**
+ * The origin's fields as they go downstream for this route (targeted and tag fields removed,
+ * Cache-Control replaced if configured, the tags in the route's CDN tag header). `tags`: the
+ * stored entry's; a response not (yet) stored has the tags of its own fields, as it would be
+ * stored with.
+ */
+export function downstreamHeaders (headers: IncomingHeaders, route: RouteConfig, tags?: readonly string[]): HeaderMap {
   const drop = dropFor(route)
   const out: HeaderMap = {}
   for (const [name, value] of Object.entries(headers)) {
@@ -67,6 +75,10 @@ export function downstreamHeaders (headers: IncomingHeaders, route: RouteConfig)
     out[name] = typeof value === 'string' ? value : [...value]
   }
   if (route.downstreamCacheControl !== undefined) out['cache-control'] = route.downstreamCacheControl
+  if (route.tagHeader !== undefined) {
+    const value = formatTagHeader(tags ?? parseTags(headers), route.tagHeader)
+    if (value !== undefined) out[route.tagHeader] = value
+  }
   return out
 }
 
@@ -93,7 +105,7 @@ export function headersOfEntry (entry: CacheEntry, route: RouteConfig): HeaderMa
     entryHeaders.set(entry, { route, headers: known.headers })
     return known.headers
   }
-  const headers = downstreamHeaders(entry.headers, route)
+  const headers = downstreamHeaders(entry.headers, route, entry.tags)
   headers['content-length'] = String(entry.body.length)
   entryHeaders.set(entry, { route, headers })
   versionHeaders.set(version, { route, stamp, headers })
