@@ -521,7 +521,8 @@ function build (file: string, raw: FileConfig): GatewayConfig {
     limits: {
       maxUrlLength: toWholeNumber(limits.maxUrlLength),
       maxHeaderBytes: bytes(limits.maxHeaderBytes),
-      maxBodyBytes: bytes(limits.maxBodyBytes)
+      maxBodyBytes: bytes(limits.maxBodyBytes),
+      requestBodyTimeout: ms(limits.requestBodyTimeout)
     },
     purgeMethod: { enabled: toFlag(purgeMethod.enabled), allow: [...purgeMethod.allow] },
     shutdownTimeout: ms(top.shutdownTimeout),

@@ -289,7 +289,8 @@ export const CacheSchema = Type.Object({
 export const LimitsSchema = Type.Object({
   maxUrlLength: withDefault(Count(), 8192),
   maxHeaderBytes: withDefault(PositiveSize(), '16KiB'),
-  maxBodyBytes: withDefault(PositiveSize(), '10MiB')
+  maxBodyBytes: withDefault(PositiveSize(), '10MiB'),
+  requestBodyTimeout: withDefault(Timeout(), '10s')
 }, closed)
 
 export const PurgeMethodSchema = Type.Object({

@@ -127,6 +127,8 @@ export interface LimitsConfig {
   maxUrlLength: number
   maxHeaderBytes: number
   maxBodyBytes: number
+  /** Longest pause (ms) between chunks of a client's request body before the request is answered 408 and its origin request aborted. */
+  requestBodyTimeout: number
 }
 
 export interface PurgeMethodConfig {

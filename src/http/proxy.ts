@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import replyFrom from '@fastify/reply-from'
-import { METHODS, type IncomingHttpHeaders } from 'node:http'
+import { METHODS, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
 import { single } from '../cache/headers.ts'
@@ -81,6 +81,36 @@ class BodyLimit extends Transform {
   }
 }
 
+/**
+ * The client's request body as it goes to the origin. A client that hangs up, or whose body
+ * pauses longer than `stallMs`, fails this stream, and a failed request body makes undici
+ * abort the origin request and close its connection: otherwise an upload announcing more
+ * bytes than it sends holds one of the route's maxConnections until the origin's own timeout.
+ * A stall leaves the client's socket open, so it can still be told 408.
+ */
+function clientBody (payload: IncomingMessage, limit: number, stallMs: number): BodyLimit {
+  const body = new BodyLimit(limit)
+  const fail = (err: Error): void => {
+    clearTimeout(timer)
+    payload.unpipe(body)
+    if (!body.destroyed) body.destroy(err)
+  }
+  const timer = setTimeout(() => {
+    payload.pause()
+    fail(new GatewayError('CG_ERR_REQUEST_TIMEOUT'))
+  }, stallMs)
+  timer.unref()
+  payload.on('data', () => timer.refresh())
+  payload.on('end', () => clearTimeout(timer))
+  payload.on('error', fail)
+  payload.on('close', () => {
+    if (!payload.complete) fail(new Error('the client closed the connection before its request body was complete'))
+  })
+  body.on('error', () => clearTimeout(timer))
+  payload.pipe(body)
+  return body
+}
+
 export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promise<void> {
   await app.register(replyFrom, { undici: deps.origin.dispatcher, disableRequestLogging: true })
 
@@ -88,13 +118,13 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
   // Bodies stream through to the origin untouched; the size limit is enforced as they flow.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (request, payload, done) => {
-    const limit = deps.config().limits.maxBodyBytes
+    const { maxBodyBytes: limit, requestBodyTimeout } = deps.config().limits
     const declared = Number(request.headers['content-length'])
     if (Number.isFinite(declared) && declared > limit) {
       done(new GatewayError('CG_ERR_BODY_TOO_LARGE'), undefined)
       return
     }
-    done(null, payload.pipe(new BodyLimit(limit)))
+    done(null, clientBody(payload, limit, requestBodyTimeout))
   })
 
   app.addHook('onResponse', async (request, reply) => {
@@ -161,6 +191,9 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
     // One forwarded set for every origin request made for this request, and for its variant.
     // request.ip is the peer's address: fastify's trustProxy is off (gateway.ts).
     const forward = forwardHeaders({ headers: request.headers, route, policy: forwardingPolicy(config), peer: request.ip, scheme, host })
+    // Expect is this hop's: Node answered 100 Continue before this handler ran (RFC 9110
+    // §10.1.1), and undici refuses to send the field, which made every such upload a 502.
+    delete forward.expect
     const method = request.method
 
     if ((method === 'GET' || method === 'HEAD') && route.enabled) {

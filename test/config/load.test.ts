@@ -68,7 +68,7 @@ t.test('a file with only one origin gets every default', async (t) => {
       coalesceWait: 5000,
       hitForMiss: 10_000
     },
-    limits: { maxUrlLength: 8192, maxHeaderBytes: 16 * 1024, maxBodyBytes: 10 * 2 ** 20 },
+    limits: { maxUrlLength: 8192, maxHeaderBytes: 16 * 1024, maxBodyBytes: 10 * 2 ** 20, requestBodyTimeout: 10_000 },
     purgeMethod: { enabled: false, allow: ['127.0.0.1', '::1'] },
     shutdownTimeout: 10_000,
     trustedProxies: [],
@@ -94,7 +94,7 @@ t.test('a file setting every key gets exactly those values, normalized', async (
       coalesceWait: 0,
       hitForMiss: 60_000
     },
-    limits: { maxUrlLength: 2048, maxHeaderBytes: 8000, maxBodyBytes: 1_048_576 },
+    limits: { maxUrlLength: 2048, maxHeaderBytes: 8000, maxBodyBytes: 1_048_576, requestBodyTimeout: 10_000 },
     purgeMethod: { enabled: true, allow: ['10.0.0.1', 'fd00::1'] },
     shutdownTimeout: 90_000,
     trustedProxies: ['10.0.0.0/8', '192.0.2.7', 'fd00::/8'],
