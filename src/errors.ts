@@ -22,6 +22,8 @@ export const errorCatalogue = {
   CG_ERR_ADMIN_FORBIDDEN: { status: 403, message: 'The admin token or signature is wrong' },
   CG_ERR_ADMIN_DISABLED: { status: 503, message: 'No admin token is configured: set CACHEGATE_ADMIN_TOKEN or admin.token in routes.yaml' },
   CG_ERR_RATE_LIMITED: { status: 429, message: 'Too many admin requests' },
+  CG_ERR_WEBHOOK_SIGNATURE: { status: 401, message: 'The webhook signature is missing, wrong or stale' },
+  CG_ERR_WEBHOOK_INVALID: { status: 400, message: 'The webhook payload is not a JSON object' },
   CG_ERR_CONFIG_INVALID: { status: 400, message: 'The configuration is invalid' },
   CG_ERR_CONFIG_READ: { status: 500, message: 'The configuration file could not be read' },
   CG_ERR_INTERNAL: { status: 500, message: 'Internal error' }

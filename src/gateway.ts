@@ -32,6 +32,7 @@ import { TieredStore } from './store/tiered.ts'
 import { announceInvalidations, Purger, purgeCounts, routeOfKey } from './invalidation/purge.ts'
 import { purgeMethodHandler, registerPurgeRoutes } from './http/admin-purge.ts'
 import { registerOpsRoutes, reloadFrom, type ReloadResult } from './http/admin-ops.ts'
+import { registerWebhookRoutes } from './http/admin-webhooks.ts'
 import { explain } from './lifecycle/explain.ts'
 import { Health } from './observability/health.ts'
 import { GatewayMetrics, MeteredStore, type StoreOp } from './observability/metrics.ts'
@@ -380,6 +381,14 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     explain: async (url, headers) => await explain({ routes, store, decisions: readThrough.decisions, now: clock.now() }, url, headers)
   })
   registerPurgeRoutes(admin, { admin: () => config.admin, purger, onError: (err) => logger.error({ err }, 'purge failed') })
+  // CMS webhooks (config.webhooks): POST /webhooks/<name>, purging in the background.
+  await registerWebhookRoutes(admin, {
+    webhooks: () => config.webhooks,
+    purger,
+    now: () => clock.now(),
+    background: (name, fn) => { tasks.run(name, fn) },
+    log: logger
+  })
 
   let closed = false
   const gateway: Gateway = {
