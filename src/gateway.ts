@@ -403,8 +403,11 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     memory: () => ({ ...readThrough.memory(), fastPathKeys: fast.keyCache(), invalidLogged: loggedInvalid.stats() }),
     config: () => config,
     reload (next) {
+      // Everything that can fail is built before anything is swapped: a reload that fails applies nothing.
+      const nextRoutes = compileRoutes(next.routes)
+      origin.addRoutes(next.routes)
       config = next
-      routes = compileRoutes(next.routes)
+      routes = nextRoutes
       fast.reset()
       origin.addRoutes(next.routes)
       logger.info({ routes: next.routes.map((r) => r.name) }, 'configuration reloaded')

@@ -137,7 +137,9 @@ export class OriginClient {
     const key = `${route.name}|${new URL(route.origin).origin}`
     let pool = this.#pools.get(key)
     if (pool === undefined) {
-      pool = new Pool(route.origin, {
+      // A Pool takes an origin only: a base path in the route's origin (http://host/base) is
+      // prefixed to each request's path instead (originPath), never given to the Pool.
+      pool = new Pool(new URL(route.origin).origin, {
         connections: route.maxConnections,
         connect: { timeout: route.timeouts.connect },
         headersTimeout: route.timeouts.headers,
