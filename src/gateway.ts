@@ -409,7 +409,6 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
       config = next
       routes = nextRoutes
       fast.reset()
-      origin.addRoutes(next.routes)
       logger.info({ routes: next.routes.map((r) => r.name) }, 'configuration reloaded')
     },
     reloadFromSource,
