@@ -8,6 +8,16 @@ import type { IncomingHeaders } from './headers.ts'
 import { single } from './headers.ts'
 import { parseVary } from './vary.ts'
 
+/**
+ * The status codes RFC 9110 §15 defines, whose caching rules cachegate implements (§5.2.2.3
+ * must-understand): a response with must-understand and any other status is not stored.
+ */
+export const UNDERSTOOD_STATUSES = new Set([
+  200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303, 304, 305, 307, 308,
+  400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426,
+  500, 501, 502, 503, 504, 505
+])
+
 /** RFC 9110 §15.1: statuses cacheable by default (heuristically cacheable). */
 export const HEURISTIC_STATUSES = new Set([200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501])
 
@@ -56,9 +66,12 @@ export function storability (
   // §3.3 allows storing incomplete responses; deliberately not: ranges are served from full 200s.
   if (status === 206) return no('partial-content')
   if (status < 200 || status === 304) return no('status')
-  // §3: no-store in request or response.
+  // §3: no-store in request or response. §5.2.2.3 must-understand: store only a status code
+  // whose caching rules this cache implements, and then ignore the response's no-store.
   if (request.has('no-store')) return no('request-no-store')
-  if (response.has('no-store')) return no('no-store')
+  const mustUnderstand = response.has('must-understand')
+  if (mustUnderstand && !UNDERSTOOD_STATUSES.has(status)) return no('must-understand')
+  if (response.has('no-store') && !mustUnderstand) return no('no-store')
   // §3: a shared cache must not store a response with private. §5.2.2.7 lets the qualified form
   // store the rest of the response; deliberately, any private refuses it all.
   if (response.has('private')) return no('private')

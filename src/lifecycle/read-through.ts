@@ -368,8 +368,12 @@ export class ReadThrough {
       return { kind: 'failed', error: err instanceof GatewayError ? err : new GatewayError('CG_ERR_ORIGIN_UNREACHABLE', undefined, { cause: err }) }
     }
     const responseTime = this.#o.clock.now()
-    if (res.status === 304 && notModifiedMatches(entry.headers, res.headers)) {
+    if (res.status === 304) {
       res.body.resume()
+      // RFC 9111 §4.3.4: a 304 whose validator names another representation updates nothing;
+      // it still answered the conditional request made with this entry's validators, so the
+      // entry is served as stored. A 304 never reaches a client that did not ask for one.
+      if (!notModifiedMatches(entry.headers, res.headers)) return { kind: 'not-modified', entry, stored: false }
       const merged = await this.#merge304(req, found, entry, res.headers, requestTime, responseTime)
       return { kind: 'not-modified', entry: merged, stored: merged !== entry }
     }

@@ -33,6 +33,9 @@ function verdict (row: Row): true | string {
 
 t.test('storability follows RFC 9111 §3 for a shared cache', async (t) => {
   const rows: Row[] = [
+    { name: '§5.2.2.3 must-understand with a status this cache does not understand is not stored', status: 599, response: { 'cache-control': 'max-age=3600, must-understand' }, expected: 'must-understand' },
+    { name: '§5.2.2.3 must-understand with an understood status ignores no-store', response: { 'cache-control': 'max-age=3600, must-understand, no-store' }, expected: true },
+    { name: '§5.2.2.3 must-understand does not lift private', response: { 'cache-control': 'max-age=3600, must-understand, no-store, private' }, expected: 'private' },
     { name: '§3 a 200 with max-age is storable', response: { 'cache-control': 'max-age=60' }, expected: true },
     { name: '§3 a heuristically cacheable 200 without freshness is storable', expected: true },
     { name: '§3 the request method must be understood and cacheable (POST)', method: 'POST', response: { 'cache-control': 'max-age=60' }, expected: 'method' },

@@ -251,6 +251,29 @@ function behaviours (kind: StoreKind): void {
       t.equal(origin.requests[1]?.headers['if-none-match'], '"v1"')
     })
 
+    t.test('a revalidation 304 carrying another ETag never reaches a client that sent no conditional', async (t) => {
+      const origin = await startOrigin(t, (req, res) => {
+        if (req.headers['if-none-match'] !== undefined) {
+          res.writeHead(304, { etag: '"other"', 'cache-control': 'max-age=60', 'x-version': '2' })
+          res.end()
+          return
+        }
+        named('a', { 'cache-control': 'max-age=1', etag: '"v1"', 'x-version': '1' })(req, res, 0)
+      })
+      const gw = await gateway(t, kind, { config: { routes: [{ origin: origin.url }] } })
+      await gw.get('/etag-304')
+      await gw.settled()
+      gw.clock.advance(5000)
+      const res = await gw.get('/etag-304')
+      t.equal(res.status, 200)
+      t.same(JSON.parse(res.body), { origin: 'a', path: '/etag-304' })
+      t.equal(res.header('etag'), '"v1"', 'the stored ETag is kept')
+      t.equal(res.header('x-version'), '2', 'the 304 freshened the other fields')
+      await gw.settled()
+      const again = await gw.get('/etag-304')
+      t.match(again.header('cache-status'), /^cachegate; hit/, 'and the entry is fresh again')
+    })
+
     t.test('a route with ignoreClientNoCache serves reloads from cache', async (t) => {
       const origin = await startOrigin(t, named('a'))
       const gw = await gateway(t, kind, { config: { routes: [{ origin: origin.url, ignoreClientNoCache: true }] } })
