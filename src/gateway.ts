@@ -39,6 +39,8 @@ import { GatewayMetrics, MeteredStore, type StoreOp } from './observability/metr
 import { Forwarder } from './invalidation/forwarder.ts'
 import { MemoryOutbox, RedisOutbox } from './invalidation/outbox.ts'
 import { BoundedMap, type BoundedMapStats } from './bounded-map.ts'
+import { MemoryReplayGuard } from './http/admin-auth.ts'
+import { RedisReplayGuard } from './store/redis-replay.ts'
 
 export interface GatewayOptions {
   config: GatewayConfig
@@ -380,7 +382,11 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     },
     explain: async (url, headers) => await explain({ routes, store, decisions: readThrough.decisions, now: clock.now() }, url, headers)
   })
-  registerPurgeRoutes(admin, { admin: () => config.admin, purger, onError: (err) => logger.error({ err }, 'purge failed') })
+  // Signed purges are refused when replayed: remembered in Redis (every instance) or in this process.
+  const replay = redisClient !== undefined
+    ? new RedisReplayGuard(redisClient, backend.prefix, Math.max(config.redis?.commandTimeout ?? 0, 1000), (err) => logger.warn({ err: (err as Error).message }, 'could not record a webhook signature in Redis: replays are refused by this instance only'))
+    : new MemoryReplayGuard()
+  registerPurgeRoutes(admin, { admin: () => config.admin, auth: { now: () => clock.now(), replay }, purger, onError: (err) => logger.error({ err }, 'purge failed') })
   // CMS webhooks (config.webhooks): POST /webhooks/<name>, purging in the background.
   await registerWebhookRoutes(admin, {
     webhooks: () => config.webhooks,

@@ -506,7 +506,8 @@ function build (file: string, raw: FileConfig): GatewayConfig {
       host: admin.host,
       port: toWholeNumber(admin.port),
       token: unsetIfEmpty(admin.token),
-      webhookSecret: unsetIfEmpty(admin.webhookSecret)
+      webhookSecret: unsetIfEmpty(admin.webhookSecret),
+      webhookTolerance: ms(admin.webhookTolerance)
     },
     redis: redis === undefined ? undefined : buildRedis(fill(RedisSchema, redis)),
     cache: {

@@ -259,7 +259,8 @@ export const AdminSchema = Type.Object({
   host: withDefault(BindHost(), '127.0.0.1'),
   port: withDefault(Port(), 9091),
   token: Type.Optional(Text()),
-  webhookSecret: Type.Optional(Text())
+  webhookSecret: Type.Optional(Text()),
+  webhookTolerance: withDefault(Timeout(), '5m')
 }, closed)
 
 export const BreakerSchema = Type.Object({

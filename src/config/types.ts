@@ -121,6 +121,8 @@ export interface AdminConfig {
   token: string | undefined
   /** HMAC-SHA256 secret for signed webhooks; undefined: signatures not accepted. */
   webhookSecret: string | undefined
+  /** How far (ms) a signed purge's X-Cachegate-Timestamp may be from now; a signature is refused if seen again within it. */
+  webhookTolerance: number
 }
 
 export interface LimitsConfig {

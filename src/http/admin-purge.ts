@@ -11,11 +11,13 @@ import type { AdminConfig, GatewayConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
 import { parsePurgeRequest, type Purger } from '../invalidation/purge.ts'
 import { resolveRequest } from './request-fields.ts'
-import { requireAdmin, SIGNATURE_HEADER } from './admin-auth.ts'
+import { requireAdmin, SIGNATURE_HEADER, type AdminAuthOptions } from './admin-auth.ts'
 import { sendError } from './respond.ts'
 
 export interface PurgeRoutesOptions {
   admin: () => AdminConfig
+  /** The clock and the replay guard for signed purges (admin-auth.ts). */
+  auth?: AdminAuthOptions
   purger: Purger
   /** Reports a purge that failed half way (a store error); the client gets a 500 and may retry. */
   onError: (err: unknown) => void
@@ -23,7 +25,7 @@ export interface PurgeRoutesOptions {
 
 /** Registers `POST /purge` on the admin app. */
 export function registerPurgeRoutes (app: FastifyInstance, options: PurgeRoutesOptions): void {
-  const auth = requireAdmin(options.admin)
+  const auth = requireAdmin(options.admin, options.auth)
   app.post('/purge', {
     // A bearer token is checked before the body is parsed, so an unauthenticated caller
     // learns nothing about its body. A signature needs the raw body: checked in preHandler.

@@ -57,7 +57,7 @@ t.test('a file with only one origin gets every default', async (t) => {
   const expected: GatewayConfig = {
     file,
     listen: { host: '0.0.0.0', port: 8080 },
-    admin: { host: '127.0.0.1', port: 9091, token: undefined, webhookSecret: undefined },
+    admin: { host: '127.0.0.1', port: 9091, token: undefined, webhookSecret: undefined, webhookTolerance: 300_000 },
     redis: undefined,
     cache: {
       memoryMaxBytes: 256 * 2 ** 20,
@@ -83,7 +83,7 @@ t.test('a file setting every key gets exactly those values, normalized', async (
   const expected: GatewayConfig = {
     file,
     listen: { host: '127.0.0.2', port: 8081 },
-    admin: { host: '0.0.0.0', port: 9092, token: 's3cret', webhookSecret: 'hook' },
+    admin: { host: '0.0.0.0', port: 9092, token: 's3cret', webhookSecret: 'hook', webhookTolerance: 300_000 },
     redis: { url: 'redis://redis.internal:6380/2', cluster: [], keyPrefix: 'app:', commandTimeout: 75, writeTimeout: 1000, breaker: { failures: 3, cooldown: 10_000 } },
     cache: {
       memoryMaxBytes: 2 ** 30,

@@ -15,7 +15,7 @@ const clustered = parseConfig([
 t.test('overrides replace the listen and admin values', async (t) => {
   const config = applyOverrides(base, { port: '3000', host: '0.0.0.0', adminPort: '0', adminToken: 'from-env' })
   t.strictSame(config.listen, { host: '0.0.0.0', port: 3000 })
-  t.strictSame(config.admin, { host: '127.0.0.1', port: 0, token: 'from-env', webhookSecret: undefined })
+  t.strictSame(config.admin, { host: '127.0.0.1', port: 0, token: 'from-env', webhookSecret: undefined, webhookTolerance: 300_000 })
   t.equal(config.routes, base.routes, 'untouched sections are shared, not copied')
 })
 

@@ -4,7 +4,7 @@
  */
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { sign } from '../../src/http/admin-auth.ts'
+import { signPurge, TIMESTAMP_HEADER } from '../../src/http/admin-auth.ts'
 import { withGateway, type GatewayHandle } from '../helpers/gateway.ts'
 import { startOrigin } from '../helpers/origin.ts'
 import { startRedis } from '../helpers/redis.ts'
@@ -70,13 +70,15 @@ t.test('with no token configured purges answer 503 saying how to set one; the ga
 t.test('a signed webhook is accepted; a bad signature is refused with 403', async (t) => {
   const gw = await setup(t)
   const raw = JSON.stringify(BODY)
-  const bad = await purge(gw, raw, { 'x-cachegate-signature': sign('another-secret', raw) })
+  const at = String(Math.floor(gw.clock.now() / 1000))
+  const sign = (secret: string, body: string): Record<string, string> => ({ [TIMESTAMP_HEADER]: at, 'x-cachegate-signature': signPurge(secret, at, body) })
+  const bad = await purge(gw, raw, sign('another-secret', raw))
   t.equal(bad.status, 403)
   t.match(bad.body, { code: 'CG_ERR_ADMIN_FORBIDDEN', message: /signature/ })
-  const tampered = await purge(gw, JSON.stringify({ all: true }), { 'x-cachegate-signature': sign(SECRET, raw) })
+  const tampered = await purge(gw, JSON.stringify({ all: true }), sign(SECRET, raw))
   t.equal(tampered.status, 403, 'a signature of another body')
   await stillHit(t, gw)
-  const good = await purge(gw, raw, { 'x-cachegate-signature': sign(SECRET, raw) })
+  const good = await purge(gw, raw, sign(SECRET, raw))
   t.equal(good.status, 200)
   t.match(good.body, { purged: 1 })
 })
