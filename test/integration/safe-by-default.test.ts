@@ -251,6 +251,27 @@ function behaviours (kind: StoreKind): void {
       t.equal(origin.requests[1]?.headers['if-none-match'], '"v1"')
     })
 
+    t.test('a response that forbids stale use is never served stale by the route windows when the origin closes the connection', async (t) => {
+      for (const cc of ['max-age=2, must-revalidate', 'max-age=2, proxy-revalidate', 'max-age=2, no-cache', 's-maxage=2']) {
+        let up = true
+        const origin = await startOrigin(t, (req, res) => {
+          if (!up) {
+            res.socket?.destroy()
+            return
+          }
+          named('a', { 'cache-control': cc })(req, res, 0)
+        })
+        const gw = await gateway(t, kind, { config: { routes: [{ origin: origin.url, ...WINDOWS }] } })
+        await gw.get('/close')
+        await gw.settled()
+        up = false
+        gw.clock.advance(3000)
+        const res = await gw.get('/close')
+        t.equal(res.status, 502, `${cc}: the origin's failure, not the stale copy`)
+        t.notMatch(res.header('cache-status') ?? '', /hit/)
+      }
+    })
+
     t.test('a revalidation 304 carrying another ETag never reaches a client that sent no conditional', async (t) => {
       const origin = await startOrigin(t, (req, res) => {
         if (req.headers['if-none-match'] !== undefined) {
