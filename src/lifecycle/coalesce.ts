@@ -19,6 +19,13 @@ export interface FlightHead {
   responseTime: number
 }
 
+/** An origin response and when it was asked for and received (RFC 9111 §4.2.3 request_time, response_time). */
+export interface Fetched {
+  res: OriginResponse
+  requestTime: number
+  responseTime: number
+}
+
 export type FlightEnd =
   /** The whole body arrived; `body` is set when it was kept (within maxBytes). */
   | { complete: true, body: Buffer | undefined, bytes: number }
@@ -31,9 +38,14 @@ export class Flight {
   shareable = true
   /** Vary values the response was produced for (set by the leader), to match waiters against. */
   varyValues: Record<string, string | null> | undefined
-  /** Extra fields for the leader's Cache-Status (e.g. stored, or why not). */
+  /** Set by the leader once the response is being stored (its Cache-Status says `stored`). */
   stored = false
-  detail: string | undefined
+  /**
+   * The store write, set by the leader: the flight stays joinable (its body replayed) until the
+   * write settles, so a miss between the body's end and the entry's arrival in the store joins
+   * it instead of fetching again.
+   */
+  writing: Promise<unknown> | undefined
 
   readonly #chunks: Buffer[] = []
   #bytes = 0
@@ -43,13 +55,13 @@ export class Flight {
   readonly #subscribers = new Set<PassThrough>()
   readonly #maxBytes: number
 
-  constructor (start: () => Promise<OriginResponse>, maxBytes: number, now: () => number) {
+  /** `start` fetches (or hands over a response already fetched) and says when it was asked for and received. */
+  constructor (start: () => Promise<Fetched>, maxBytes: number) {
     this.#maxBytes = maxBytes
-    const requestTime = now()
     const fetched = start()
-    this.head = fetched.then((res) => ({ status: res.status, headers: res.headers, requestTime, responseTime: now() }))
+    this.head = fetched.then(({ res, requestTime, responseTime }) => ({ status: res.status, headers: res.headers, requestTime, responseTime }))
     this.end = fetched.then(
-      async (res) => await this.#pump(res),
+      async ({ res }) => await this.#pump(res),
       (err: unknown) => ({ complete: false as const, error: originError(err) })
     )
     // Callers observe failures through head/end; never leave a rejection unhandled here.
@@ -117,30 +129,35 @@ export class Flight {
   }
 }
 
-/** The flights in progress, by flight key (URL plus known variant). */
+/**
+ * The flights in progress, by URL. A URL may have several (one per variant, or a flight that
+ * turned out unshareable next to its replacement); a request joins any whose variant values
+ * match once its head has arrived, whatever the store said about the variant (a lookup that
+ * timed out knows none), so one instance never makes two fetches of a key that could be shared.
+ */
 export class Coalescer {
-  readonly #flights = new Map<string, Flight>()
+  readonly #flights = new Map<string, Flight[]>()
 
-  get (key: string): Flight | undefined {
-    return this.#flights.get(key)
+  /** The flights of one URL, oldest first. */
+  flights (url: string): readonly Flight[] {
+    return this.#flights.get(url) ?? []
   }
 
-  start (key: string, create: () => Flight): Flight {
-    const flight = create()
-    this.#flights.set(key, flight)
-    const done = (): void => {
-      if (this.#flights.get(key) === flight) this.#flights.delete(key)
-    }
-    flight.end.then(done, done)
-    return flight
+  /** Offers a flight to requests for `url` until its body ends (or it is forgotten). */
+  add (url: string, flight: Flight): void {
+    const list = this.#flights.get(url)
+    if (list === undefined) this.#flights.set(url, [flight])
+    else list.push(flight)
+    const done = (): void => { this.forget(url, flight) }
+    flight.end.then(async () => await flight.writing).then(done, done)
   }
 
   /** Stop offering a flight to new waiters (e.g. once it is known to be unshareable). */
-  forget (key: string, flight: Flight): void {
-    if (this.#flights.get(key) === flight) this.#flights.delete(key)
-  }
-
-  get size (): number {
-    return this.#flights.size
+  forget (url: string, flight: Flight): void {
+    const list = this.#flights.get(url)
+    if (list === undefined) return
+    const i = list.indexOf(flight)
+    if (i >= 0) list.splice(i, 1)
+    if (list.length === 0) this.#flights.delete(url)
   }
 }

@@ -14,7 +14,9 @@ export interface Locks {
   /**
    * Takes the lock when free and returns its token; null when someone else holds it. The
    * caller may choose the token, so that after an error (the lock may or may not have been
-   * taken) it can still release it.
+   * taken) it can still release it, or ask again: acquiring with the token that already holds
+   * the lock returns the token (and renews the TTL), so a retry after a timed-out reply learns
+   * whether the first attempt took it.
    */
   acquire(url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number, token?: string): Promise<string | null>
   /** Releases the lock only if `token` still owns it. */
@@ -39,7 +41,7 @@ export class LocalLocks implements Locks {
     const name = `${purpose}\n${url}\n${variant}`
     const now = this.#clock.now()
     const current = this.#held.get(name)
-    if (current !== undefined && current.until > now) return null
+    if (current !== undefined && current.until > now && current.token !== token) return null
     this.#held.set(name, { token, until: now + ttlMs })
     return token
   }

@@ -23,7 +23,7 @@ import { GatewayError } from '../errors.ts'
 import type { OriginClient, OriginResponse } from '../origin/client.ts'
 import type { Store, StoreLookup } from '../store/store.ts'
 import { isStoreBypassed } from '../store/breaker.ts'
-import { Coalescer, Flight, type FlightHead } from './coalesce.ts'
+import { Coalescer, Flight, type Fetched, type FlightHead } from './coalesce.ts'
 import { DecisionLog } from './explain.ts'
 import type { Tasks } from './tasks.ts'
 import { newToken, type Locks } from './lock.ts'
@@ -137,6 +137,8 @@ export class ReadThrough {
   readonly #revalidations = new Map<string, Promise<Conditional>>()
   /** Conditional misses in flight, by URL, variant and the client's validators. */
   readonly #conditionalMisses = new Map<string, Promise<ConditionalMiss>>()
+  /** Second looks in the store (after a timeout, after a fill), by URL, shared while in progress. */
+  readonly #fillLookups = new Map<string, Promise<NonNullable<CacheRequest['lookup']>>>()
   /** Waiters for another instance's fill, by flight key. */
   readonly #fillWaiters = new Map<string, Set<(stored: boolean | undefined) => void>>()
   readonly #random: () => number
@@ -183,7 +185,13 @@ export class ReadThrough {
   async handle (req: CacheRequest): Promise<Answer> {
     const now = this.#o.clock.now()
     const directives = requestDirectives(parseCacheControl(req.headers['cache-control']), single(req.headers.pragma), req.route.ignoreClientNoCache)
-    const found = await this.#find(req, req.lookup)
+    let found = await this.#find(req, req.lookup)
+    if (found.storeDetail === 'store-unavailable' && this.#coalescer.flights(req.key).length === 0) {
+      // A lookup past its deadline is, on a busy machine, usually one Redis answered late: one
+      // more look (shared by the requests in the same case) before this instance fetches a key
+      // another may have stored or be fetching. A local flight is joined without looking.
+      found = await this.#find(req, await this.#sharedLookup(req.key))
+    }
 
     if (found.entry !== null && req.headers.authorization !== undefined && !sharedWithCredentials(effectiveResponseDirectives(found.entry.headers).directives)) {
       // RFC 9211 §2.2 fwd=request: this request's credentials send it to the origin.
@@ -254,7 +262,7 @@ export class ReadThrough {
       return { kind: 'stream', status: res.status, headers: res.headers, body: res.body, cacheStatus: { ...status, fwdStatus: res.status }, outcome: 'miss' }
     }
     // #miss registers its flight before its first await: waiters released below join it.
-    const answer = this.#miss(req, directives, found, status, undefined, res, requestTime, this.#o.clock.now())
+    const answer = this.#miss(req, directives, found, status, undefined, { res, requestTime, responseTime: this.#o.clock.now() })
     settle({ kind: 'full' })
     return await answer
   }
@@ -349,7 +357,7 @@ export class ReadThrough {
       return this.#staleAnswer(entry, fwd, res.status)
     }
     // A full response replaces the entry: treat it like a miss that already has its response.
-    return await this.#miss(req, directives, found, { fwd, detail }, entry, res, result.requestTime, result.responseTime)
+    return await this.#miss(req, directives, found, { fwd, detail }, entry, { res, requestTime: result.requestTime, responseTime: result.responseTime })
   }
 
   /** The conditional request of a revalidation and, on a matching 304, the merged entry. Never rejects. */
@@ -539,12 +547,13 @@ export class ReadThrough {
     found: Found,
     status: CacheStatus,
     stale?: CacheEntry,
-    already?: OriginResponse,
-    requestTime?: number,
-    responseTime?: number
+    already?: Fetched
   ): Promise<Answer> {
     const now = this.#o.clock.now()
-    const lockVariant = found.variant ?? '?'
+    // One fill lock per URL when the variant is unknown (a lookup that failed, a URL never seen)
+    // or empty (no Vary, no keyed headers: the URL has one variant): an instance whose lookup
+    // timed out and one whose lookup found the URL's empty Vary record take the same lock.
+    const lockVariant = found.variant === undefined || found.variant === NO_VARIANT ? '?' : found.variant
     const flightKey = `${req.key}\n${lockVariant}`
     const hfm = this.#uncacheable.get(req.key)
     const hitForMiss = hfm !== undefined && hfm > now
@@ -556,11 +565,12 @@ export class ReadThrough {
     // A response already in hand (a revalidation's full answer) needs no gate, but is offered
     // to other misses for the same key like any flight.
     if (!alone && already === undefined) {
-      const existing = this.#coalescer.get(flightKey)
-      if (existing !== undefined) {
-        const joined = await this.#join(req, existing)
-        if (joined !== undefined) return joined
-      } else {
+      // A local flight of this URL is always joined when its variant matches, whatever the
+      // store said (a lookup that timed out knows no variant): at most one fetch per instance.
+      const tried = new Set<Flight>()
+      const local = await this.#joinLocal(req, tried)
+      if (local !== undefined) return local
+      if (tried.size === 0) {
         // One fetch per key across instances: the first local miss asks the cluster lock;
         // the other local misses wait on the same answer.
         let gate = this.#gates.get(flightKey)
@@ -574,8 +584,7 @@ export class ReadThrough {
         if (creator && g.kind === 'lead') {
           token = g.token
         } else {
-          const local = this.#coalescer.get(flightKey)
-          const joined = local !== undefined ? await this.#join(req, local) : undefined
+          const joined = await this.#joinLocal(req, tried)
           if (joined !== undefined) return joined
           if (g.kind === 'filled' && g.stored === false) {
             // The other instance found it uncacheable: do not queue the next burst behind it.
@@ -585,10 +594,19 @@ export class ReadThrough {
             const served = await this.#servedAfterFill(req, directives)
             if (served !== undefined) return served
             // Nothing to serve: the first waiter here fetches, the others join its flight.
-            const again = this.#coalescer.get(flightKey)
-            const rejoined = again !== undefined ? await this.#join(req, again) : undefined
+            const rejoined = await this.#joinLocal(req, tried)
             if (rejoined !== undefined) return rejoined
           }
+        }
+      }
+      // Without the fill lock, another local miss may have started a flight while this one
+      // awaited: join it. From the last (synchronous) look to the flight's registration below
+      // nothing awaits, so concurrent misses of one instance start one flight between them.
+      if (token === undefined) {
+        for (let next = this.#untried(req, tried); next !== undefined; next = this.#untried(req, tried)) {
+          tried.add(next)
+          const joined = await this.#join(req, next)
+          if (joined !== undefined) return joined
         }
       }
     }
@@ -596,17 +614,9 @@ export class ReadThrough {
     const start = already !== undefined
       ? async () => await Promise.resolve(already)
       : async () => await this.#fetch(req)
-    const clock = this.#o.clock
-    let times = 0
-    const flightNow = (): number => {
-      times++
-      if (times === 1 && requestTime !== undefined) return requestTime
-      if (times === 2 && responseTime !== undefined) return responseTime
-      return clock.now()
-    }
-    const flight = new Flight(start, this.#o.cache.maxObjectSize, flightNow)
+    const flight = new Flight(start, this.#o.cache.maxObjectSize)
     const body = flight.subscribe()
-    if (!alone) this.#coalescer.start(flightKey, () => flight)
+    if (!alone) this.#coalescer.add(req.key, flight)
 
     // The fill lock is released, and waiters elsewhere told, once the store write is done.
     let settleFill: ((result: Promise<FillResult>) => void) | undefined
@@ -630,7 +640,7 @@ export class ReadThrough {
       })
     }
     try {
-      return await this.#lead(req, directives, found, status, flight, body, flightKey, now, stale, (result) => settleFill?.(result))
+      return await this.#lead(req, directives, found, status, flight, body, now, stale, (result) => settleFill?.(result))
     } finally {
       settleFill?.(Promise.resolve('failed'))
     }
@@ -644,7 +654,6 @@ export class ReadThrough {
     status: CacheStatus,
     flight: Flight,
     body: Readable | null,
-    flightKey: string,
     now: number,
     stale: CacheEntry | undefined,
     storing: (result: Promise<FillResult>) => void
@@ -653,14 +662,14 @@ export class ReadThrough {
     try {
       head = await flight.head
     } catch (err) {
-      this.#coalescer.forget(flightKey, flight)
+      this.#coalescer.forget(req.key, flight)
       body?.destroy()
       const error = err instanceof GatewayError ? err : new GatewayError('CG_ERR_ORIGIN_UNREACHABLE', undefined, { cause: err })
       return this.#staleOrError(stale, directives, error, status.fwd)
     }
 
     if (stale !== undefined && ERROR_STATUSES.has(head.status) && mayServeStaleOnError(stale, directives, this.#o.clock.now())) {
-      this.#coalescer.forget(flightKey, flight)
+      this.#coalescer.forget(req.key, flight)
       body?.destroy()
       return this.#staleAnswer(stale, status.fwd, head.status)
     }
@@ -695,7 +704,7 @@ export class ReadThrough {
       // Waiters may not be given this response: each goes to the origin itself, and the
       // next burst does not queue behind a fetch that cannot be shared (hit-for-miss).
       flight.shareable = false
-      this.#coalescer.forget(flightKey, flight)
+      this.#coalescer.forget(req.key, flight)
       // Only the response's own refusal says something about the URL: a refusal that concerns
       // this request (credentials, request no-store), an origin error or a body too large
       // neither marks the URL uncacheable nor deletes the stored response others rely on
@@ -721,6 +730,7 @@ export class ReadThrough {
       storing(stored.then((ok): FillResult => (ok ? 'stored' : 'failed')))
       this.#o.tasks.run('store', async () => await stored)
       flight.stored = true
+      flight.writing = stored
     }
 
     if (body === null) {
@@ -737,12 +747,13 @@ export class ReadThrough {
     }
   }
 
-  async #fetch (req: CacheRequest): Promise<OriginResponse> {
+  async #fetch (req: CacheRequest): Promise<Fetched> {
     const started = this.#o.clock.now()
     try {
       const res = await this.#o.origin.request(req.route, { method: 'GET', path: req.path, headers: this.#forFetch(req.forward), onInfo: req.interim })
-      this.#event({ type: 'origin', route: req.route.name, status: res.status, seconds: (this.#o.clock.now() - started) / 1000 })
-      return res
+      const responseTime = this.#o.clock.now()
+      this.#event({ type: 'origin', route: req.route.name, status: res.status, seconds: (responseTime - started) / 1000 })
+      return { res, requestTime: started, responseTime }
     } catch (err) {
       this.#event({ type: 'origin', route: req.route.name, status: 'error', seconds: (this.#o.clock.now() - started) / 1000 })
       throw err
@@ -761,8 +772,10 @@ export class ReadThrough {
     try {
       token = await this.#o.locks.acquire(req.key, 'fill', lockVariant, this.#o.cache.coalesceWait, mine)
     } catch (err) {
-      // The lock may or may not have been taken (a timed-out reply): lead, and release and
-      // announce with our token afterwards, so nobody elsewhere waits out the lock's TTL.
+      // Unknown whether the lock was taken (Redis hung or down; the Redis locks already asked
+      // twice when a reply was late), or the breaker is open: lead, and
+      // release and announce with our token afterwards, so nobody elsewhere waits out the lock's
+      // TTL. Local misses of this key wait on this gate and join this flight.
       this.#o.onStoreError('lock', err)
       this.#own(flightKey)
       return { kind: 'lead', token: mine }
@@ -813,14 +826,53 @@ export class ReadThrough {
     })
   }
 
+  /**
+   * One store lookup per URL at a time for second looks (after a lookup past its deadline, or
+   * for the waiters a fill releases): they all look at once, and a burst of identical lookups
+   * on a busy instance is what makes them miss their deadline.
+   */
+  async #sharedLookup (url: CacheKey): Promise<NonNullable<CacheRequest['lookup']>> {
+    let pending = this.#fillLookups.get(url)
+    if (pending === undefined) {
+      const started = this.#o.store.lookup(url).then((result) => ({ result }), (error: unknown) => ({ error }))
+      this.#fillLookups.set(url, started)
+      const forget = (): void => { if (this.#fillLookups.get(url) === started) this.#fillLookups.delete(url) }
+      started.then(forget, forget)
+      pending = started
+    }
+    return await pending
+  }
+
   /** After another instance's fill: the stored entry when it may answer this request. */
   async #servedAfterFill (req: CacheRequest, directives: Directives): Promise<Answer | undefined> {
-    const found = await this.#find(req)
+    let found = await this.#find(req, await this.#sharedLookup(req.key))
+    // A lookup past its deadline right after a fill is usually a busy moment, not an outage:
+    // one more look before this instance fetches it too.
+    if (found.storeDetail === 'store-unavailable') found = await this.#find(req, await this.#sharedLookup(req.key))
     if (found.entry === null) return undefined
     const d = decide(found.entry, directives, this.#o.clock.now())
     if (d.kind === 'revalidate') return undefined
     this.#event({ type: 'collapsed', route: req.route.name })
     return { kind: 'entry', entry: found.entry, age: d.age, cacheStatus: { fwd: 'uri-miss', collapsed: true }, outcome: 'miss' }
+  }
+
+  /**
+   * Joins this instance's flight of the URL whose variant matches this request's (tried in
+   * order, including flights started while waiting); `tried` collects the flights that could
+   * not be joined.
+   */
+  async #joinLocal (req: CacheRequest, tried: Set<Flight>): Promise<Answer | undefined> {
+    for (let next = this.#untried(req, tried); next !== undefined; next = this.#untried(req, tried)) {
+      tried.add(next)
+      const answer = await this.#join(req, next)
+      if (answer !== undefined) return answer
+    }
+    return undefined
+  }
+
+  /** The oldest local flight of the URL this request has not tried to join yet. */
+  #untried (req: CacheRequest, tried: ReadonlySet<Flight>): Flight | undefined {
+    return this.#coalescer.flights(req.key).find((f) => !tried.has(f))
   }
 
   /** Join a flight in progress; undefined when this request may not share its response. */

@@ -36,7 +36,7 @@ import type { CacheEntry } from '../cache/entry.ts'
 import type { CacheKey, VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
 import type { Bus } from '../invalidation/bus.ts'
-import type { LockPurpose, Locks } from '../lifecycle/lock.ts'
+import { newToken, type LockPurpose, type Locks } from '../lifecycle/lock.ts'
 import type { InvalidEntryListener, PutOptions, Store, StoreLookup } from './store.ts'
 
 export type BreakerState = 'closed' | 'open' | 'half-open'
@@ -361,9 +361,15 @@ export class StoreGuard {
     return this.reads.runChained(ms === undefined ? call : () => this.#deadlines.run(call(), ms))
   }
 
-  /** A request-path write that must be as prompt as a read (lock acquisition). */
-  async quickWrite<T> (call: () => Promise<T>): Promise<T> {
-    return await this.write(async () => await this.quickCall(call))
+  /**
+   * A fill or refresh lock acquisition: a write on the miss path, which goes to the origin
+   * anyway, so it may wait longer than a lookup (four read timeouts, 200 ms to 1 s): on a busy
+   * machine a reply past the read deadline would make this instance fetch although another
+   * already does.
+   */
+  async lockWrite<T> (call: () => Promise<T>): Promise<T> {
+    const ms = this.#readTimeout
+    return await this.write(ms === undefined ? call : async () => await this.#deadlines.run(call(), Math.min(1000, Math.max(ms * 4, 200))))
   }
 
   async quickCall<T> (call: () => Promise<T>): Promise<T> {
@@ -456,8 +462,18 @@ class GuardedLocks implements Locks {
     this.#guard = guard
   }
 
-  async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number, token?: string): Promise<string | null> {
-    return await this.#guard.quickWrite(async () => await this.#inner.acquire(url, purpose, variant, ttlMs, token))
+  async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number, token = newToken()): Promise<string | null> {
+    const ask = async (): Promise<string | null> => await this.#guard.lockWrite(async () => await this.#inner.acquire(url, purpose, variant, ttlMs, token))
+    try {
+      return await ask()
+    } catch (err) {
+      // A reply past the deadline leaves it unknown whether Redis took the lock (on a busy
+      // machine it usually did, and this instance must not fetch next to the one it told to
+      // wait): asking again with the same token tells, since acquiring is idempotent for its
+      // token. An answer (a refusal) or a bypass is final.
+      if (!(err instanceof ReadTimeoutError)) throw err
+      return await ask()
+    }
   }
 
   async release (url: CacheKey, purpose: LockPurpose, variant: string, token: string): Promise<boolean> {

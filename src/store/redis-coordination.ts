@@ -20,8 +20,21 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`
 
-interface ReleaseCommand {
+// Set-if-absent, or renew when the token already holds it: a retry after a timed-out reply
+// learns whether the first attempt took the lock.
+const ACQUIRE_LUA = `
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if current then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`
+
+interface LockCommands {
   cachegateLockRelease(key: string, token: string): Promise<number>
+  cachegateLockAcquire(key: string, token: string, ttlMs: number): Promise<number>
 }
 
 export class RedisLocks implements Locks {
@@ -30,17 +43,18 @@ export class RedisLocks implements Locks {
 
   constructor (client: Redis | Cluster, prefix: string) {
     client.defineCommand('cachegateLockRelease', { lua: RELEASE_LUA, numberOfKeys: 1 })
+    client.defineCommand('cachegateLockAcquire', { lua: ACQUIRE_LUA, numberOfKeys: 1 })
     this.#client = client
     this.#prefix = prefix
   }
 
   async acquire (url: CacheKey, purpose: LockPurpose, variant: string, ttlMs: number, token = newToken()): Promise<string | null> {
-    const ok = await this.#client.set(lockKey(this.#prefix, url, purpose, variant), token, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')
-    return ok === 'OK' ? token : null
+    const n = await (this.#client as unknown as LockCommands).cachegateLockAcquire(lockKey(this.#prefix, url, purpose, variant), token, Math.max(1, Math.ceil(ttlMs)))
+    return n === 1 ? token : null
   }
 
   async release (url: CacheKey, purpose: LockPurpose, variant: string, token: string): Promise<boolean> {
-    const n = await (this.#client as unknown as ReleaseCommand).cachegateLockRelease(lockKey(this.#prefix, url, purpose, variant), token)
+    const n = await (this.#client as unknown as LockCommands).cachegateLockRelease(lockKey(this.#prefix, url, purpose, variant), token)
     return n === 1
   }
 
