@@ -26,7 +26,8 @@ import { isStoreBypassed } from '../store/breaker.ts'
 import { Coalescer, Flight, type Fetched, type FlightHead } from './coalesce.ts'
 import { DecisionLog } from './explain.ts'
 import type { Tasks } from './tasks.ts'
-import { newToken, type Locks } from './lock.ts'
+import type { Locks } from './lock.ts'
+import { FillCoordinator, type FillResult } from './fill.ts'
 import type { Bus } from '../invalidation/bus.ts'
 import { BoundedMap, type BoundedMapStats } from '../bounded-map.ts'
 
@@ -100,12 +101,6 @@ export type LifecycleEvent =
   | { type: 'collapsed', route: string }
   | { type: 'origin', route: string, status: number | 'error', seconds: number }
 
-/** How a miss learnt who fetches: this instance leads (token when a lock was taken), or another instance filled it. */
-type Gate = { kind: 'lead', token: string | undefined } | { kind: 'filled', stored: boolean | undefined }
-
-/** What a fill message says: stored; uncacheable (waiters fetch alone, hit-for-miss); failed (look again, fetch if needed). */
-type FillResult = 'stored' | 'uncacheable' | 'failed'
-
 /** A revalidation's conditional request: a matching 304 (merged entry), another response, or no response. */
 type Conditional =
   | { kind: 'not-modified', entry: CacheEntry, stored: boolean }
@@ -129,43 +124,33 @@ export class ReadThrough {
   readonly #decisions = new DecisionLog(10_000)
   /** Background refreshes in progress in this instance, by URL + variant. */
   readonly #refreshing = new Set<string>()
-  /** Misses deciding (through the cluster lock) who fetches, by flight key. */
-  readonly #gates = new Map<string, Promise<Gate>>()
-  /** Fill locks this instance holds (or held and could not release), until their TTL, in real time; bounded: a forgotten record only costs a wait. */
-  readonly #ownFills = new BoundedMap<string, number>(PER_KEY_BOUNDS)
   /** Conditional revalidations in flight, by flight key, shared by concurrent requests without credentials. */
   readonly #revalidations = new Map<string, Promise<Conditional>>()
   /** Conditional misses in flight, by URL, variant and the client's validators. */
   readonly #conditionalMisses = new Map<string, Promise<ConditionalMiss>>()
   /** Second looks in the store (after a timeout, after a fill), by URL, shared while in progress. */
   readonly #fillLookups = new Map<string, Promise<NonNullable<CacheRequest['lookup']>>>()
-  /** Waiters for another instance's fill, by flight key. */
-  readonly #fillWaiters = new Map<string, Set<(stored: boolean | undefined) => void>>()
   readonly #random: () => number
-  #subscribed: Promise<void> | undefined
+  /** The cluster fill protocol: who fetches a missing key, and telling the others. */
+  readonly #fill: FillCoordinator
 
   constructor (options: ReadThroughOptions) {
     this.#o = options
     this.#random = options.random ?? Math.random
+    this.#fill = new FillCoordinator({
+      locks: options.locks,
+      bus: options.bus,
+      channel: options.fillChannel,
+      wait: options.cache.coalesceWait,
+      tasks: options.tasks,
+      onError: (op, err) => { options.onStoreError(op, err) },
+      bounds: PER_KEY_BOUNDS
+    })
   }
 
   /** Subscribes to fill messages; call once before serving. */
   async start (): Promise<void> {
-    this.#subscribed ??= this.#o.bus.subscribe(this.#o.fillChannel, (message) => {
-      let parsed: { k?: unknown, s?: unknown }
-      try {
-        parsed = JSON.parse(message) as { k?: unknown, s?: unknown }
-      } catch {
-        return
-      }
-      if (typeof parsed.k !== 'string') return
-      const waiters = this.#fillWaiters.get(parsed.k)
-      if (waiters === undefined) return
-      this.#fillWaiters.delete(parsed.k)
-      const stored = parsed.s === 'stored' ? true : parsed.s === 'uncacheable' ? false : undefined
-      for (const w of waiters) w(stored)
-    })
-    await this.#subscribed
+    await this.#fill.start()
   }
 
   #event (e: LifecycleEvent): void {
@@ -179,7 +164,7 @@ export class ReadThrough {
 
   /** Sizes of the per-key records (bounded; read by the soak test and operators). */
   memory (): { hitForMiss: BoundedMapStats, ownFills: BoundedMapStats, decisions: BoundedMapStats } {
-    return { hitForMiss: this.#uncacheable.stats(), ownFills: this.#ownFills.stats(), decisions: this.#decisions.stats() }
+    return { hitForMiss: this.#uncacheable.stats(), ownFills: this.#fill.ownFills, decisions: this.#decisions.stats() }
   }
 
   async handle (req: CacheRequest): Promise<Answer> {
@@ -554,7 +539,6 @@ export class ReadThrough {
     // or empty (no Vary, no keyed headers: the URL has one variant): an instance whose lookup
     // timed out and one whose lookup found the URL's empty Vary record take the same lock.
     const lockVariant = found.variant === undefined || found.variant === NO_VARIANT ? '?' : found.variant
-    const flightKey = `${req.key}\n${lockVariant}`
     const hfm = this.#uncacheable.get(req.key)
     const hitForMiss = hfm !== undefined && hfm > now
     if (hfm !== undefined && !hitForMiss) this.#uncacheable.delete(req.key)
@@ -573,14 +557,7 @@ export class ReadThrough {
       if (tried.size === 0) {
         // One fetch per key across instances: the first local miss asks the cluster lock;
         // the other local misses wait on the same answer.
-        let gate = this.#gates.get(flightKey)
-        const creator = gate === undefined
-        if (gate === undefined) {
-          gate = this.#gate(req, flightKey, lockVariant)
-          this.#gates.set(flightKey, gate)
-        }
-        const g = await gate
-        if (creator) this.#gates.delete(flightKey)
+        const { gate: g, creator } = await this.#fill.gate(req.key, lockVariant)
         if (creator && g.kind === 'lead') {
           token = g.token
         } else {
@@ -619,26 +596,7 @@ export class ReadThrough {
     if (!alone) this.#coalescer.add(req.key, flight)
 
     // The fill lock is released, and waiters elsewhere told, once the store write is done.
-    let settleFill: ((result: Promise<FillResult>) => void) | undefined
-    if (token !== undefined) {
-      const held = token
-      // Resolving with a promise adopts it: the task waits for the store write's result.
-      const outcome = new Promise<FillResult>((resolve) => { settleFill = resolve })
-      this.#o.tasks.run('fill', async () => {
-        let stored: FillResult = 'failed'
-        try {
-          stored = await outcome
-        } finally {
-          const released = await this.#o.locks.release(req.key, 'fill', lockVariant, held).then(() => true, (err: unknown) => {
-            this.#o.onStoreError('unlock', err)
-            return false
-          })
-          // A lock we could not release stays ours until its TTL: our own later misses must not wait on it.
-          if (released) this.#ownFills.delete(flightKey)
-          await this.#o.bus.publish(this.#o.fillChannel, JSON.stringify({ k: flightKey, s: stored })).catch((err: unknown) => this.#o.onStoreError('publish', err))
-        }
-      })
-    }
+    const settleFill = token !== undefined ? this.#fill.lead(req.key, lockVariant, token) : undefined
     try {
       return await this.#lead(req, directives, found, status, flight, body, now, stale, (result) => settleFill?.(result))
     } finally {
@@ -758,72 +716,6 @@ export class ReadThrough {
       this.#event({ type: 'origin', route: req.route.name, status: 'error', seconds: (this.#o.clock.now() - started) / 1000 })
       throw err
     }
-  }
-
-  #own (flightKey: string): void {
-    this.#ownFills.set(flightKey, performance.now() + this.#o.cache.coalesceWait)
-  }
-
-  /** Who fetches this key: this instance (when it takes the fill lock) or another one it waits for. */
-  async #gate (req: CacheRequest, flightKey: string, lockVariant: string): Promise<Gate> {
-    if (this.#o.cache.coalesceWait <= 0) return { kind: 'lead', token: undefined }
-    const mine = newToken()
-    let token: string | null
-    try {
-      token = await this.#o.locks.acquire(req.key, 'fill', lockVariant, this.#o.cache.coalesceWait, mine)
-    } catch (err) {
-      // Unknown whether the lock was taken (Redis hung or down; the Redis locks already asked
-      // twice when a reply was late), or the breaker is open: lead, and
-      // release and announce with our token afterwards, so nobody elsewhere waits out the lock's
-      // TTL. Local misses of this key wait on this gate and join this flight.
-      this.#o.onStoreError('lock', err)
-      this.#own(flightKey)
-      return { kind: 'lead', token: mine }
-    }
-    if (token !== null) {
-      this.#own(flightKey)
-      return { kind: 'lead', token }
-    }
-    // Held by this instance (a fill finishing, or one whose release failed): nothing to wait for
-    // elsewhere; look in the store, and fetch if it is not there.
-    const own = this.#ownFills.get(flightKey)
-    if (own !== undefined) {
-      if (own > performance.now()) return { kind: 'filled', stored: undefined }
-      this.#ownFills.delete(flightKey)
-    }
-    return { kind: 'filled', stored: await this.#waitForFill(req, flightKey, lockVariant) }
-  }
-
-  /**
-   * Resolves when another instance announces the fill (true: stored), or undefined after
-   * coalesceWait, after which the waiter goes to the origin itself rather than failing.
-   */
-  async #waitForFill (req: CacheRequest, flightKey: string, lockVariant: string): Promise<boolean | undefined> {
-    return await new Promise((resolve) => {
-      let waiters = this.#fillWaiters.get(flightKey)
-      if (waiters === undefined) {
-        waiters = new Set()
-        this.#fillWaiters.set(flightKey, waiters)
-      }
-      const set = waiters
-      const finish = (stored: boolean | undefined): void => {
-        clearTimeout(timer)
-        clearInterval(poll)
-        set.delete(finish)
-        if (set.size === 0 && this.#fillWaiters.get(flightKey) === set) this.#fillWaiters.delete(flightKey)
-        resolve(stored)
-      }
-      const timer = setTimeout(() => finish(undefined), this.#o.cache.coalesceWait)
-      set.add(finish)
-      // The fill may have ended before we listened, or its message may be lost (pub/sub is
-      // at-most-once): while waiting, check now and then whether the lock is gone, and if so
-      // look again. A failed check just keeps waiting for the message or the deadline.
-      const check = (): void => {
-        this.#o.locks.held(req.key, 'fill', lockVariant).then((held) => { if (!held) finish(true) }, () => undefined)
-      }
-      const poll = setInterval(check, Math.max(20, Math.min(250, this.#o.cache.coalesceWait / 10)))
-      check()
-    })
   }
 
   /**
