@@ -15,6 +15,17 @@ declare module 'autocannon' {
     method?: string
     headers?: Record<string, string>
     title?: string
+    /** Stop after this many requests (instead of `duration`). */
+    amount?: number
+    /** Per-request settings; setupRequest may change the path of each request. */
+    requests?: Array<{ setupRequest?: (request: RequestParams) => RequestParams }>
+  }
+
+  export interface RequestParams {
+    method?: string
+    path?: string
+    headers?: Record<string, string>
+    body?: string | Buffer
   }
 
   /** hdr-histogram-percentiles-obj: min, max, average, stddev and p* percentiles. */

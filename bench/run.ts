@@ -1,5 +1,6 @@
 /**
- * `npm run bench`: the hit benchmark, then the stampede benchmark; prints both tables and
+ * `npm run bench`: the hit benchmark, the stampede benchmark, then the hit path at the limit
+ * (issue 12: wrk over many keys, allocations, heap soak, one-key stampede); prints the tables and
  * writes them as Markdown to bench/results/latest.md (git-ignored) for the README.
  */
 import { writeFileSync } from 'node:fs'
@@ -7,6 +8,7 @@ import { mkdir } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { hitSettings, runHit } from './hit.ts'
+import { limitSettings, runLimit } from './limit.ts'
 import { pinSelf, ROOT } from './lib/processes.ts'
 import { renderMarkdown, renderText, type Table } from './lib/table.ts'
 import { runStampede, stampedeSettings } from './stampede.ts'
@@ -17,6 +19,7 @@ const log = (line: string): void => { process.stderr.write(`[${((performance.now
 // Read every knob first: a bad value fails before anything starts.
 const hit = hitSettings()
 const stampede = stampedeSettings()
+const limit = limitSettings()
 const cores = pinSelf()
 const cpuModel = cpus()[0]?.model.trim() ?? 'unknown CPU'
 const machine = `${cpus().length} × ${cpuModel}, Node ${process.version}, ${process.platform}/${process.arch}`
@@ -27,6 +30,12 @@ tables.push(await runHit(hit, log))
 process.stdout.write('\n' + renderText(tables[0] as Table) + '\n')
 tables.push(await runStampede(stampede, log))
 process.stdout.write('\n' + renderText(tables[1] as Table) + '\n')
+// Issue 12 last: it moves this process to the first CPU and the servers to the last.
+const atLimit = await runLimit(limit, log)
+for (const t of [atLimit.goals, ...atLimit.tables]) {
+  tables.push(t)
+  process.stdout.write('\n' + renderText(t) + '\n')
+}
 
 const markdown = [
   '## Benchmarks',

@@ -28,6 +28,8 @@ export interface GatewayProcOptions {
   nodeArgs?: string[]
   /** The route keeps hot entries in instance memory in front of Redis (`l1: true`). */
   l1?: boolean
+  /** Extra environment (e.g. BENCH_PROBE_PORT for the heap probe). */
+  env?: Record<string, string>
 }
 
 export interface GatewayProc {
@@ -117,7 +119,8 @@ export async function startGateway (o: GatewayProcOptions): Promise<GatewayProc>
           HOST: '',
           ADMIN_PORT: '',
           CACHEGATE_ADMIN_TOKEN: '',
-          CACHEGATE_CONFIG: ''
+          CACHEGATE_CONFIG: '',
+          ...o.env
         }
       })
       return { url: `http://${HOST}:${port}`, port, proc, stop: async () => await proc.stop(6000) }

@@ -54,18 +54,21 @@ export interface Origin {
 export interface OriginOptions {
   /** Answer this long after the request arrived (ms). */
   delayMs?: number
+  /** The body for a path's last segment (default: productBody, about 1 KiB). */
+  body?: (id: string) => Buffer
 }
 
 /** An origin in this process on a free port. Every path answers 200 with the product for its last segment. */
 export async function startOrigin (options: OriginOptions = {}): Promise<Origin> {
   const counts = new Map<string, number>()
   const delay = options.delayMs ?? 0
+  const makeBody = options.body ?? productBody
   const timers = new Set<NodeJS.Timeout>()
   const server: Server = createServer((req, res) => {
     const path = req.url ?? '/'
     counts.set(path, (counts.get(path) ?? 0) + 1)
     const id = path.split('?')[0]?.split('/').pop() ?? '0'
-    const body = productBody(id === '' ? '0' : id)
+    const body = makeBody(id === '' ? '0' : id)
     const answer = (): void => {
       res.writeHead(200, { ...productHeaders(body), 'content-length': String(body.length) })
       res.end(req.method === 'HEAD' ? undefined : body)

@@ -80,6 +80,17 @@ export function pinSelf (): Cores {
 
 let pinned: Cores | undefined
 
+/** Moves this process (every thread) to these CPUs; false when taskset is missing or fails. */
+export function pinProcessTo (cpus: string): boolean {
+  if (!hasTaskset() || cpus === '') return false
+  try {
+    execFileSync('taskset', ['-a', '-c', '-p', cpus, String(process.pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ports
 
