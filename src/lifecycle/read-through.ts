@@ -5,14 +5,13 @@
  * an Answer that http/respond.ts turns into a response.
  */
 import { Readable } from 'node:stream'
-import { finished } from 'node:stream/promises'
 import { effectiveResponseDirectives, parseCacheControl, SURROGATE_CAPABILITY, type Directives } from '../cache/cache-control.ts'
 import type { CacheStatus } from '../cache/cache-status.ts'
 import { hasValidators, merge304Headers, notModifiedMatches, validatorHeaders } from '../cache/conditional.ts'
 import type { CacheEntry } from '../cache/entry.ts'
 import { currentAge, retention } from '../cache/freshness.ts'
-import { single, type IncomingHeaders } from '../cache/headers.ts'
-import { NO_VARIANT, originOf, type CacheKey, type VariantId } from '../cache/key.ts'
+import { single } from '../cache/headers.ts'
+import { NO_VARIANT, type CacheKey, type VariantId } from '../cache/key.ts'
 import { decide, ERROR_STATUSES, mayServeStaleOnError, outlived, refreshAheadDue, requestDirectives, type Decision } from '../cache/policy.ts'
 import { prepareEntry } from '../cache/prepare.ts'
 import { implicitAllowed, REQUEST_SCOPED, sharedWithCredentials } from '../cache/storable.ts'
@@ -21,47 +20,22 @@ import type { Clock } from '../clock.ts'
 import type { CacheConfig, RouteConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
 import type { OriginClient, OriginResponse } from '../origin/client.ts'
-import type { Store, StoreLookup } from '../store/store.ts'
+import type { Store } from '../store/store.ts'
 import { isStoreBypassed } from '../store/breaker.ts'
 import { Coalescer, Flight, type Fetched, type FlightHead } from './coalesce.ts'
 import { DecisionLog } from './explain.ts'
 import type { Tasks } from './tasks.ts'
 import type { Locks } from './lock.ts'
 import { FillCoordinator, type FillResult } from './fill.ts'
+import { Refresher } from './refresh.ts'
+import type { Answer, CacheRequest, Found, LifecycleEvent, MissContext } from './types.ts'
+
+export type { Answer, CacheRequest, LifecycleEvent, Outcome } from './types.ts'
 import type { Bus } from '../invalidation/bus.ts'
 import { BoundedMap, type BoundedMapStats } from '../bounded-map.ts'
 
 /** Bounds of the per-key records kept here (URLs are chosen by clients). */
 const PER_KEY_BOUNDS = { maxEntries: 10_000, maxBytes: 8 * 1024 * 1024 }
-
-export type Outcome = 'hit' | 'stale' | 'revalidated' | 'miss' | 'pass' | 'error'
-
-export interface CacheRequest {
-  route: RouteConfig
-  key: CacheKey
-  /** Normalized path and query forwarded to the origin. */
-  path: string
-  method: 'GET' | 'HEAD'
-  /** The client's request headers (lower-case names). */
-  headers: IncomingHeaders
-  /**
-   * Headers to send to the origin: hop-by-hop and unkeyed headers removed, X-Forwarded-* and Via
-   * set (http/forwarding.ts). Variant values (route key headers and cookies, Vary) are read from
-   * these, not from the client's headers: a field the client's Connection names never reaches
-   * the origin, so the answer must not be stored as, found for, or shared with the variant of
-   * a value the origin never saw (RFC 9111 §4.1 compares the request the response answered).
-   */
-  forward: Record<string, string | string[]>
-  /** The store lookup already made for this request (fast path), used instead of asking again. */
-  lookup?: { result: StoreLookup } | { error: unknown } | undefined
-  /** Relays the origin's interim responses (103 Early Hints) to this client, on the fetches it leads. */
-  interim?: ((status: number, headers: Record<string, string | string[]>) => void) | undefined
-}
-
-export type Answer =
-  | { kind: 'entry', entry: CacheEntry, age: number, cacheStatus: CacheStatus, outcome: Outcome }
-  | { kind: 'stream', status: number, headers: Record<string, string | string[]>, body: Readable, cacheStatus: CacheStatus, outcome: Outcome }
-  | { kind: 'error', error: GatewayError, cacheStatus: CacheStatus, outcome: Outcome }
 
 /** Fields of the client's request that must not reach the origin on a fetch meant for the cache. */
 const CLIENT_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']
@@ -96,23 +70,18 @@ export interface ReadThroughOptions {
   onEvent?: (event: LifecycleEvent) => void
 }
 
-export type LifecycleEvent =
-  | { type: 'refresh', route: string, result: 'started' | 'succeeded' | 'failed' }
-  | { type: 'collapsed', route: string }
-  | { type: 'origin', route: string, status: number | 'error', seconds: number }
-
 /** A revalidation's conditional request: a matching 304 (merged entry), another response, or no response. */
 type Conditional =
   | { kind: 'not-modified', entry: CacheEntry, stored: boolean }
   | { kind: 'response', res: OriginResponse, requestTime: number, responseTime: number }
   | { kind: 'failed', error: GatewayError }
 
-interface Found {
-  entry: CacheEntry | null
-  vary: readonly string[] | null
-  variant: VariantId | undefined
-  values: Record<string, string | null> | undefined
-  storeDetail: string | undefined
+/** A miss this instance leads: its flight, the leader's stream of it, and where the fill's outcome goes. */
+interface LeadContext extends MissContext {
+  flight: Flight
+  body: Readable | null
+  now: number
+  storing: (result: Promise<FillResult>) => void
 }
 
 export class ReadThrough {
@@ -122,8 +91,8 @@ export class ReadThrough {
   readonly #uncacheable = new BoundedMap<string, number>(PER_KEY_BOUNDS)
   /** The last storability decision per key (GET /explain), for the 10,000 most recent keys. */
   readonly #decisions = new DecisionLog(10_000)
-  /** Background refreshes in progress in this instance, by URL + variant. */
-  readonly #refreshing = new Set<string>()
+  /** Background revalidations and purge refetches. */
+  readonly #refresher: Refresher
   /** Conditional revalidations in flight, by flight key, shared by concurrent requests without credentials. */
   readonly #revalidations = new Map<string, Promise<Conditional>>()
   /** Conditional misses in flight, by URL, variant and the client's validators. */
@@ -146,6 +115,26 @@ export class ReadThrough {
       onError: (op, err) => { options.onStoreError(op, err) },
       bounds: PER_KEY_BOUNDS
     })
+    this.#refresher = new Refresher({
+      host: {
+        find: async (req) => await this.#find(req),
+        refetch: async (req, found) => await this.#miss({ req, directives: new Map(), found, status: { fwd: 'stale', detail: 'purged' } }),
+        revalidate: async (req, found, entry) => await this.#revalidate(req, new Map(), found, entry, 'stale')
+      },
+      locks: options.locks,
+      tasks: options.tasks,
+      clock: options.clock,
+      onStoreError: (op, err) => { options.onStoreError(op, err) },
+      onEvent: (e) => { this.#event(e) }
+    })
+  }
+
+  /**
+   * Fetches a URL from the origin without a client and stores the answer like a miss (a
+   * revalidate purge); resolves true when the origin answered. Never rejects.
+   */
+  async refresh (route: RouteConfig, key: CacheKey, path: string): Promise<boolean> {
+    return await this.#refresher.refetch(route, key, path)
   }
 
   /** Subscribes to fill messages; call once before serving. */
@@ -200,7 +189,7 @@ export class ReadThrough {
 
   /** A miss with no stored response: with the client's validators when it sent some. */
   async #missOrConditional (req: CacheRequest, directives: Directives, found: Found, status: CacheStatus): Promise<Answer> {
-    if (!MISS_CONDITIONALS.some((name) => req.forward[name] !== undefined)) return await this.#miss(req, directives, found, status)
+    if (!MISS_CONDITIONALS.some((name) => req.forward[name] !== undefined)) return await this.#miss({ req, directives, found, status })
     return await this.#conditionalMiss(req, directives, found, status)
   }
 
@@ -222,7 +211,7 @@ export class ReadThrough {
         return { kind: 'stream', status: result.status, headers: result.headers, body: Readable.from([]), cacheStatus: { ...status, fwdStatus: result.status, collapsed: true }, outcome: 'miss' }
       }
       if (result.kind === 'failed') return this.#staleOrError(undefined, directives, result.error, status.fwd)
-      return await this.#miss(req, directives, found, status)
+      return await this.#miss({ req, directives, found, status })
     }
     let settle: (result: ConditionalMiss) => void = () => {}
     if (shareable) {
@@ -247,7 +236,7 @@ export class ReadThrough {
       return { kind: 'stream', status: res.status, headers: res.headers, body: res.body, cacheStatus: { ...status, fwdStatus: res.status }, outcome: 'miss' }
     }
     // #miss registers its flight before its first await: waiters released below join it.
-    const answer = this.#miss(req, directives, found, status, undefined, { res, requestTime, responseTime: this.#o.clock.now() })
+    const answer = this.#miss({ req, directives, found, status, already: { res, requestTime, responseTime: this.#o.clock.now() } })
     settle({ kind: 'full' })
     return await answer
   }
@@ -286,11 +275,11 @@ export class ReadThrough {
     const entry = found.entry as CacheEntry
     if (decision.kind === 'fresh') {
       // Probabilistic early refresh keeps a hot key from ever going stale.
-      if (req.route.refreshAhead && refreshAheadDue(entry, decision.ttl, this.#random())) this.#refreshInBackground(req, entry)
+      if (req.route.refreshAhead && refreshAheadDue(entry, decision.ttl, this.#random())) this.#refresher.inBackground(req, entry)
       return { kind: 'entry', entry, age: decision.age, cacheStatus: { hit: true, ttl: decision.ttl / 1000 }, outcome: 'hit' }
     }
     if (decision.kind === 'stale') {
-      if (decision.refresh) this.#refreshInBackground(req, entry)
+      if (decision.refresh) this.#refresher.inBackground(req, entry)
       return { kind: 'entry', entry, age: decision.age, cacheStatus: { hit: true, fwd: 'stale', ttl: decision.ttl / 1000, detail: decision.detail }, outcome: 'stale' }
     }
     // Must revalidate (or refetch) in the foreground.
@@ -309,7 +298,7 @@ export class ReadThrough {
    */
   async #revalidate (req: CacheRequest, directives: Directives, found: Found, entry: CacheEntry, detail: string): Promise<Answer> {
     const fwd = detail.startsWith('request') ? 'request' : 'stale'
-    if (!hasValidators(entry)) return await this.#miss(req, directives, found, { fwd, detail }, entry)
+    if (!hasValidators(entry)) return await this.#miss({ req, directives, found, status: { fwd, detail }, stale: entry })
     const id = `${req.key}\n${found.variant ?? '?'}`
     const shareable = implicitAllowed(req.headers, req.route)
     const pending = shareable ? this.#revalidations.get(id) : undefined
@@ -322,7 +311,7 @@ export class ReadThrough {
       if (result.kind === 'failed') return this.#staleOrError(entry, directives, result.error, fwd)
       if (ERROR_STATUSES.has(result.res.status) && mayServeStaleOnError(entry, directives, this.#o.clock.now())) return this.#staleAnswer(entry, fwd, result.res.status)
       // The leader streams the new response through a flight (joined here) or served stale.
-      return await this.#miss(req, directives, found, { fwd, detail }, entry)
+      return await this.#miss({ req, directives, found, status: { fwd, detail }, stale: entry })
     }
     const conditional = this.#conditional(req, found, entry)
     if (shareable) {
@@ -342,7 +331,7 @@ export class ReadThrough {
       return this.#staleAnswer(entry, fwd, res.status)
     }
     // A full response replaces the entry: treat it like a miss that already has its response.
-    return await this.#miss(req, directives, found, { fwd, detail }, entry, { res, requestTime: result.requestTime, responseTime: result.responseTime })
+    return await this.#miss({ req, directives, found, status: { fwd, detail }, stale: entry, already: { res, requestTime: result.requestTime, responseTime: result.responseTime } })
   }
 
   /** The conditional request of a revalidation and, on a matching 304, the merged entry. Never rejects. */
@@ -445,95 +434,11 @@ export class ReadThrough {
   }
 
   /**
-   * Fetches a URL from the origin without a client and stores the answer like a miss (a
-   * revalidate purge): a plain GET, so the variant refreshed is the one a request without
-   * headers selects. Coalesced with misses for the same key. Runs as a task (tests and
-   * shutdown await it); resolves true when the origin answered, false otherwise. Never rejects.
-   */
-  async refresh (route: RouteConfig, key: CacheKey, path: string): Promise<boolean> {
-    return await new Promise<boolean>((resolve) => {
-      this.#o.tasks.run('refresh', async () => {
-        let ok = false
-        try {
-          const origin = originOf(key)
-          const scheme = origin.slice(0, origin.indexOf('://'))
-          const host = origin.slice(scheme.length + 3)
-          const forward: Record<string, string> = { 'x-forwarded-proto': scheme }
-          if (!route.key.headers.includes('x-forwarded-host')) forward['x-forwarded-host'] = host
-          const req: CacheRequest = { route, key, path, method: 'GET', headers: {}, forward }
-          this.#event({ type: 'refresh', route: route.name, result: 'started' })
-          const found = await this.#find(req)
-          const answer = await this.#miss(req, new Map(), { ...found, entry: null }, { fwd: 'stale', detail: 'purged' })
-          if (answer.kind === 'stream') {
-            // No client reads it: drain, so the flight completes and stores it.
-            answer.body.resume()
-            await finished(answer.body).catch(() => undefined)
-          }
-          ok = answer.kind === 'entry' || (answer.kind === 'stream' && answer.status < 500)
-        } finally {
-          this.#event({ type: 'refresh', route: route.name, result: ok ? 'succeeded' : 'failed' })
-          resolve(ok)
-        }
-      })
-    })
-  }
-
-  /**
-   * RFC 5861 §3: one background revalidation per URL and variant across every instance
-   * sharing the store (a lock with a TTL, so a crashed instance's lock expires); the client
-   * that triggered it has already been answered from the stale entry.
-   */
-  #refreshInBackground (req: CacheRequest, entry: CacheEntry): void {
-    const variant = variantId(entry.vary)
-    const id = `${req.key}\n${variant}`
-    if (this.#refreshing.has(id)) return
-    this.#refreshing.add(id)
-    const route = req.route.name
-    this.#o.tasks.run('refresh', async () => {
-      let token: string | null = null
-      try {
-        try {
-          token = await this.#o.locks.acquire(req.key, 'refresh', variant, refreshLockTtl(req.route))
-        } catch (err) {
-          this.#o.onStoreError('lock', err)
-          return
-        }
-        if (token === null) return // another instance is refreshing this key
-        this.#event({ type: 'refresh', route, result: 'started' })
-        const found = await this.#find(req)
-        const current = found.entry ?? entry
-        const d = decide(current, new Map(), this.#o.clock.now())
-        if (d.kind === 'fresh' && !req.route.refreshAhead) {
-          this.#event({ type: 'refresh', route, result: 'succeeded' })
-          return // refreshed meanwhile
-        }
-        const answer = await this.#revalidate({ ...req, method: 'GET' }, new Map(), { ...found, entry: current, variant }, current, 'stale')
-        if (answer.kind === 'stream') {
-          // A full response is stored by the flight; drain it since no client reads it.
-          answer.body.resume()
-        }
-        const ok = answer.kind !== 'error' && !(answer.kind === 'entry' && answer.cacheStatus.detail === 'stale-if-error') &&
-          !(answer.kind === 'stream' && answer.status >= 500)
-        this.#event({ type: 'refresh', route, result: ok ? 'succeeded' : 'failed' })
-      } finally {
-        this.#refreshing.delete(id)
-        if (token !== null) await this.#o.locks.release(req.key, 'refresh', variant, token).catch((err: unknown) => this.#o.onStoreError('unlock', err))
-      }
-    })
-  }
-
-  /**
    * Fetch from the origin (coalesced with other misses for the same URL and variant),
    * stream to the client, and store the body once it is complete.
    */
-  async #miss (
-    req: CacheRequest,
-    directives: Directives,
-    found: Found,
-    status: CacheStatus,
-    stale?: CacheEntry,
-    already?: Fetched
-  ): Promise<Answer> {
+  async #miss (ctx: MissContext): Promise<Answer> {
+    const { req, directives, found, already } = ctx
     const now = this.#o.clock.now()
     // One fill lock per URL when the variant is unknown (a lookup that failed, a URL never seen)
     // or empty (no Vary, no keyed headers: the URL has one variant): an instance whose lookup
@@ -598,24 +503,15 @@ export class ReadThrough {
     // The fill lock is released, and waiters elsewhere told, once the store write is done.
     const settleFill = token !== undefined ? this.#fill.lead(req.key, lockVariant, token) : undefined
     try {
-      return await this.#lead(req, directives, found, status, flight, body, now, stale, (result) => settleFill?.(result))
+      return await this.#lead({ ...ctx, flight, body, now, storing: (result) => settleFill?.(result) })
     } finally {
       settleFill?.(Promise.resolve('failed'))
     }
   }
 
   /** Waits for the origin's answer to the flight this request leads, stores it when allowed, and answers. */
-  async #lead (
-    req: CacheRequest,
-    directives: Directives,
-    found: Found,
-    status: CacheStatus,
-    flight: Flight,
-    body: Readable | null,
-    now: number,
-    stale: CacheEntry | undefined,
-    storing: (result: Promise<FillResult>) => void
-  ): Promise<Answer> {
+  async #lead (ctx: LeadContext): Promise<Answer> {
+    const { req, directives, found, status, stale, flight, body, now, storing } = ctx
     let head: FlightHead
     try {
       head = await flight.head
@@ -799,9 +695,4 @@ export class ReadThrough {
  */
 function storeDetail (err: unknown): string {
   return isStoreBypassed(err) ? 'store-bypassed' : 'store-unavailable'
-}
-
-/** A refresh lock outlives the longest the refresh may take (connect + headers + body), at most a minute. */
-function refreshLockTtl (route: RouteConfig): number {
-  return Math.min(60_000, route.timeouts.connect + route.timeouts.headers + route.timeouts.body)
 }
