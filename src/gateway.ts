@@ -14,7 +14,7 @@ import type { GatewayConfig } from './config/types.ts'
 import { errorBody, GatewayError } from './errors.ts'
 import { ReadThrough } from './lifecycle/read-through.ts'
 import { Tasks } from './lifecycle/tasks.ts'
-import { OriginClient } from './origin/client.ts'
+import { causeCode, OriginClient } from './origin/client.ts'
 import { proxyPlugin } from './http/proxy.ts'
 import { sendError } from './http/respond.ts'
 import { createAdminApp } from './http/admin.ts'
@@ -23,9 +23,9 @@ import { createLogger, type Logger } from './observability/logger.ts'
 import { MemoryStore } from './store/memory.ts'
 import { createRedisClient, RedisStore } from './store/redis.ts'
 import { isStoreBypassed, StoreGuard } from './store/breaker.ts'
-import { RedisBus, RedisLocks } from './store/redis-coordination.ts'
-import { LocalLocks, type Locks } from './lifecycle/lock.ts'
-import { LocalBus, type Bus } from './invalidation/bus.ts'
+import { RedisBus, RedisLocks } from './coordination/redis.ts'
+import { LocalLocks, type Locks } from './coordination/locks.ts'
+import { LocalBus, type Bus } from './coordination/bus.ts'
 import type { Cluster, Redis } from 'ioredis'
 import type { Store } from './store/store.ts'
 import { TieredStore } from './store/tiered.ts'
@@ -177,6 +177,19 @@ async function redisReady (client: Redis | Cluster, ms: number): Promise<boolean
     }
     client.once('ready', onReady)
   })
+}
+
+/** Listens, or fails with a message naming the listener and the setting that moves it. */
+async function bind (server: FastifyInstance, which: 'public' | 'admin', host: string, port: number, moveWith: string): Promise<void> {
+  try {
+    await server.listen({ port, host })
+  } catch (err) {
+    const code = (err as { code?: unknown }).code
+    if (code === 'EADDRINUSE') throw new Error(`the ${which} listener cannot listen on ${host}:${port}: the port is in use by another process; move it with ${moveWith}`, { cause: err })
+    if (code === 'EACCES') throw new Error(`the ${which} listener may not listen on ${host}:${port} (ports below 1024 need privileges); move it with ${moveWith}`, { cause: err })
+    if (code === 'EADDRNOTAVAIL') throw new Error(`the ${which} listener cannot listen on ${host}:${port}: no network interface has that address`, { cause: err })
+    throw err
+  }
 }
 
 /** Malformed HTTP and oversized headers get the catalogue's JSON error, not a bare close. */
@@ -363,6 +376,11 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     onOutcome,
     onError: (err, context) => logger.error({ err, context }, 'unexpected error'),
     onEvent: (e) => metrics.lifecycle(e),
+    onOriginError: ({ route, method, error }) => {
+      const what = error.code === 'CG_ERR_ORIGIN_TIMEOUT' ? 'origin timed out' : error.code === 'CG_ERR_ORIGIN_BAD_RESPONSE' ? 'origin sent a malformed response' : 'origin unreachable'
+      const cause = error.cause as Error | undefined
+      logger.warn({ route: route.name, method, origin: route.origin, code: causeCode(error) ?? error.code, err: cause?.message ?? error.message }, what)
+    },
     purgeMethod: purgeMethodHandler({ config: () => config, routes: () => routes, purger, onError: (err) => logger.error({ err }, 'purge failed') })
   })
 
@@ -428,8 +446,14 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
         await subscribed
         await l1Subscribed
       }
-      await app.listen({ port: config.listen.port, host: config.listen.host })
-      if (options.adminListener !== false) await admin.listen({ port: config.admin.port, host: config.admin.host })
+      try {
+        await bind(app, 'public', config.listen.host, config.listen.port, 'PORT or --port (listen.port in routes.yaml)')
+        if (options.adminListener !== false) await bind(admin, 'admin', config.admin.host, config.admin.port, 'ADMIN_PORT (admin.port in routes.yaml)')
+      } catch (err) {
+        // Half started (the public listener up, Redis connected): nothing may keep running.
+        await gateway.close().catch(() => undefined)
+        throw err
+      }
       const port = (app.server.address() as { port: number }).port
       const adminPort = options.adminListener !== false ? (admin.server.address() as { port: number }).port : 0
       return { port, adminPort }

@@ -36,6 +36,8 @@ export interface ProxyDeps {
   purgeMethod?: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>
   /** Origin requests made by pass-through (metrics); the read-through reports its own. */
   onEvent?: (e: LifecycleEvent) => void
+  /** An origin failure answered to a client (502/504): logged with the origin and the cause's code. */
+  onOriginError?: (e: { route: RouteConfig, method: string, error: GatewayError }) => void
 }
 
 interface RequestState {
@@ -109,6 +111,13 @@ function clientBody (payload: IncomingMessage, limit: number, stallMs: number): 
   body.on('error', () => clearTimeout(timer))
   payload.pipe(body)
   return body
+}
+
+const ORIGIN_ERRORS: ReadonlySet<string> = new Set(['CG_ERR_ORIGIN_UNREACHABLE', 'CG_ERR_ORIGIN_TIMEOUT', 'CG_ERR_ORIGIN_BAD_RESPONSE'])
+
+/** The client's copy of an origin error: it names the route, never the origin's address (logged instead). */
+function routeError (route: RouteConfig, error: GatewayError): GatewayError {
+  return new GatewayError(error.code, `${error.message} (route "${route.name}")`, { cause: error.cause ?? error })
 }
 
 export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promise<void> {
@@ -202,6 +211,12 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
       state.cacheStatus = answer.cacheStatus
       state.collapsed = answer.cacheStatus.collapsed === true
       state.originStatus = answer.cacheStatus.fwdStatus
+      if (answer.kind === 'error' && ORIGIN_ERRORS.has(answer.error.code)) {
+        const error = routeError(route, answer.error)
+        deps.onOriginError?.({ route, method, error })
+        sendAnswer(reply, method, request.headers, route, { ...answer, error })
+        return reply
+      }
       sendAnswer(reply, method, request.headers, route, answer)
       return reply
     }
@@ -246,6 +261,12 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
         const mapped = code === 'FST_REPLY_FROM_GATEWAY_TIMEOUT' || code === 'FST_REPLY_FROM_CONNECT_TIMEOUT' || code === 'FST_REPLY_FROM_HEADERS_TIMEOUT'
           ? new GatewayError('CG_ERR_ORIGIN_TIMEOUT')
           : code === 'FST_REPLY_FROM_BAD_GATEWAY' ? new GatewayError('CG_ERR_ORIGIN_BAD_RESPONSE') : originError((error as { cause?: unknown }).cause ?? error)
+        if (ORIGIN_ERRORS.has(mapped.code)) {
+          const named = routeError(route, mapped.cause === undefined ? new GatewayError(mapped.code, mapped.message, { cause: error }) : mapped)
+          deps.onOriginError?.({ route, method, error: named })
+          sendError(rep as FastifyReply, named, passStatus)
+          return
+        }
         sendError(rep as FastifyReply, mapped, passStatus)
       }
     })

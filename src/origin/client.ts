@@ -41,6 +41,23 @@ function interimRelay (onInfo: (status: number, headers: Record<string, string |
   }
 }
 
+/**
+ * The code of the first error in a cause chain that has one of its own (ECONNREFUSED,
+ * ENOTFOUND, ETIMEDOUT, UND_ERR_CONNECT_TIMEOUT, CERT_HAS_EXPIRED, ERR_TLS_CERT_ALTNAME_INVALID,
+ * ...), for the log line of an origin failure; the catalogue's and reply-from's codes are skipped.
+ */
+export function causeCode (err: unknown): string | undefined {
+  let current: unknown = err
+  for (let depth = 0; depth < 8 && current !== null && typeof current === 'object'; depth++) {
+    const code = (current as { code?: unknown }).code
+    if (typeof code === 'string' && !code.startsWith('CG_ERR_') && !code.startsWith('FST_')) return code
+    const name = (current as { name?: unknown }).name
+    if (name === 'TimeoutError') return 'ETIMEDOUT'
+    current = (current as { cause?: unknown }).cause
+  }
+  return undefined
+}
+
 /** Maps an undici or socket error to the gateway's error catalogue. */
 export function originError (err: unknown): GatewayError {
   if (err instanceof GatewayError) return err
