@@ -263,6 +263,19 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
   const origin = new OriginClient(config.routes)
   const listeners: OutcomeListener[] = options.onOutcome !== undefined ? [options.onOutcome] : []
 
+  // A failed background refresh is counted always and logged at warn at most once a minute per
+  // route, with how many failures went unlogged meanwhile: an origin down cannot flood the log.
+  const refreshLog = new BoundedMap<string, { at: number, suppressed: number }>({ maxEntries: 1000 })
+  const refreshFailed = (route: string): void => {
+    const now = clock.now()
+    const last = refreshLog.peek(route)
+    if (last !== undefined && now - last.at < 60_000) {
+      last.suppressed++
+      return
+    }
+    logger.warn({ route, suppressed: last?.suppressed ?? 0 }, 'background refresh failed')
+    refreshLog.set(route, { at: now, suppressed: 0 })
+  }
   const readThrough = new ReadThrough({
     store,
     origin,
@@ -275,7 +288,10 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
       // Store calls are counted by MeteredStore; coordination commands are not store calls.
       if (op === 'lock' || op === 'unlock' || op === 'publish') metrics.storeError(op satisfies StoreOp)
     },
-    onEvent: (e) => metrics.lifecycle(e),
+    onEvent: (e) => {
+      metrics.lifecycle(e)
+      if (e.type === 'refresh' && e.result === 'failed') refreshFailed(e.route)
+    },
     locks: backend.locks,
     bus: backend.bus,
     fillChannel: `${backend.prefix}fill`,

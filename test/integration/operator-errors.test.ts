@@ -7,6 +7,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import net from 'node:net'
 import { withGateway, type GatewayHandle, type GatewayOptions } from '../helpers/gateway.ts'
+import { startOrigin } from '../helpers/origin.ts'
 import { startRedis } from '../helpers/redis.ts'
 
 const redis = await startRedis(t)
@@ -65,5 +66,33 @@ for (const kind of ['memory', 'redis'] as const) {
       t.ok(line, `${method}: one log line for the failure`)
       t.match(line, { level: 40, route: 'catalog', origin, code: 'ECONNREFUSED' })
     }
+  })
+}
+
+for (const kind of ['memory', 'redis'] as const) {
+  t.test(`on the ${kind} store, failed background refreshes are logged at warn, at most once a minute per route`, async (t) => {
+    let status = 200
+    const origin = await startOrigin(t, (_req, res) => {
+      res.writeHead(status, { 'content-type': 'text/plain', 'cache-control': 'max-age=10, stale-while-revalidate=600' })
+      res.end('v')
+    })
+    const gw = await gateway(t, kind, { config: { routes: [{ name: 'catalog', origin: origin.url }] } })
+    await gw.get('/a')
+    await gw.get('/b')
+    await gw.settled()
+    status = 503
+    gw.clock.advance(15_000)
+    const refreshWarnings = (): Array<Record<string, unknown>> => gw.logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'background refresh failed')
+    await gw.get('/a')
+    await gw.settled()
+    await gw.get('/b')
+    await gw.settled()
+    t.equal(refreshWarnings().length, 1, 'two failures within a minute: one line')
+    t.match(refreshWarnings()[0], { level: 40, route: 'catalog' })
+    gw.clock.advance(61_000)
+    await gw.get('/a')
+    await gw.settled()
+    t.equal(refreshWarnings().length, 2, 'a minute later, the next failure is logged')
+    t.match(refreshWarnings()[1], { suppressed: 1 }, 'with the count of failures not logged meanwhile')
   })
 }
