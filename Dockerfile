@@ -16,9 +16,10 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 
-# Dependencies first, so editing the source does not invalidate this layer.
+# Dependencies first, so editing the source does not invalidate this layer. --ignore-scripts:
+# package.json's prepare script builds, and the sources are not copied yet (built below).
 COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no-fund
 
 # tsconfig.build.json compiles src/ and examples/ (rootDir .) to dist/src and dist/examples.
 COPY tsconfig.json tsconfig.build.json ./
@@ -39,8 +40,9 @@ WORKDIR /app
 ENV NODE_ENV=production
 
 COPY package.json package-lock.json ./
-# The cache mount keeps npm's download cache out of the image.
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --no-audit --no-fund
+# The cache mount keeps npm's download cache out of the image; --ignore-scripts skips prepare
+# (the build), which needs the dev dependencies: dist/ comes from the build stage.
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 # Owned by root and read-only for the `node` user: the process cannot change its own code.
 COPY --from=build /app/dist ./dist

@@ -387,6 +387,27 @@ t.test('the image builds in a node:20-bookworm-slim stage with the commands CI u
   t.equal(buildScript, 'tsc -p tsconfig.build.json', 'npm run build is the TypeScript build')
 })
 
+t.test('npm ci builds once (prepare) so npm start runs the compiled gateway without compiling', async (t) => {
+  const scripts = get(packageJson, 'scripts')
+  t.equal(text(get(scripts, 'prepare')), 'npm run build', 'npm ci and npm install run the build through prepare')
+  t.equal(text(get(scripts, 'start')), 'node dist/src/main.js', 'npm start starts the built gateway, no tsc')
+  t.notMatch(text(get(scripts, 'test')), /\bbuild\b|dist\//, 'tests run the sources through tsx, not dist/')
+  t.notMatch(read('.ci/run'), /--ignore-scripts/, 'CI lets npm ci run prepare')
+})
+
+t.test('every npm ci in the Dockerfile skips prepare: the build stage builds after copying the sources, the runtime has no tsc', async (t) => {
+  const installs = dockerfile.filter((i) => i.keyword === 'RUN' && /\bnpm ci\b/.test(i.args))
+  t.equal(installs.length, 2)
+  for (const install of installs) t.match(install.args, /--ignore-scripts\b/, `stage ${install.stage}: ${install.args}`)
+})
+
+t.test('the bin entry point keeps its shebang through the build, so npx cachegate runs it with node', async (t) => {
+  const parsed = buildConfig()
+  const source = read('src/main.ts')
+  const out = ts.transpileModule(source, { compilerOptions: parsed.options, fileName: at('src/main.ts') }).outputText
+  t.ok(out.startsWith('#!/usr/bin/env node\n'), 'dist/src/main.js starts with #!/usr/bin/env node')
+})
+
 t.test('dist/src/main.js and dist/examples/catalog-origin.js are what npm run build emits', async (t) => {
   const parsed = buildConfig()
   const inputs = parsed.fileNames.map(repoPath)
