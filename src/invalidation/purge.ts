@@ -14,7 +14,7 @@ import type { RouteMatcher } from '../config/routes.ts'
 import type { RouteConfig } from '../config/types.ts'
 import type { Store } from '../store/store.ts'
 import { CLEAR_ALL } from '../store/tiered.ts'
-import type { Bus } from './bus.ts'
+import type { Bus } from '../coordination/bus.ts'
 import type { CdnPurge } from './cdn/types.ts'
 import { cdnPurgeOf, type ForwardReport } from './forwarder.ts'
 

@@ -13,9 +13,9 @@
  * so a crashed leader holds nobody up for longer. No decision about HTTP is made here.
  */
 import type { CacheKey } from '../cache/key.ts'
-import type { Bus } from '../invalidation/bus.ts'
+import type { Bus } from '../coordination/bus.ts'
 import { BoundedMap, type BoundedMapStats } from '../bounded-map.ts'
-import { newToken, type Locks } from './lock.ts'
+import { newToken, type Locks } from '../coordination/locks.ts'
 import type { Tasks } from './tasks.ts'
 
 /** Who fetches: this instance (with the lock's token when it took one), or another instance that filled it. */

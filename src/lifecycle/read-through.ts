@@ -25,13 +25,13 @@ import { isStoreBypassed } from '../store/breaker.ts'
 import { Coalescer, Flight, type Fetched, type FlightHead } from './coalesce.ts'
 import { DecisionLog } from './explain.ts'
 import type { Tasks } from './tasks.ts'
-import type { Locks } from './lock.ts'
+import type { Locks } from '../coordination/locks.ts'
 import { FillCoordinator, type FillResult } from './fill.ts'
 import { Refresher } from './refresh.ts'
 import type { Answer, CacheRequest, Found, LifecycleEvent, MissContext } from './types.ts'
 
 export type { Answer, CacheRequest, LifecycleEvent, Outcome } from './types.ts'
-import type { Bus } from '../invalidation/bus.ts'
+import type { Bus } from '../coordination/bus.ts'
 import { BoundedMap, type BoundedMapStats } from '../bounded-map.ts'
 
 /** Bounds of the per-key records kept here (URLs are chosen by clients). */

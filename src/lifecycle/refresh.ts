@@ -13,7 +13,7 @@ import { decide } from '../cache/policy.ts'
 import { variantId } from '../cache/vary.ts'
 import type { Clock } from '../clock.ts'
 import type { RouteConfig } from '../config/types.ts'
-import type { Locks } from './lock.ts'
+import type { Locks } from '../coordination/locks.ts'
 import type { Tasks } from './tasks.ts'
 import type { Answer, CacheRequest, Found, LifecycleEvent } from './types.ts'
 

@@ -35,8 +35,8 @@
 import type { CacheEntry } from '../cache/entry.ts'
 import type { CacheKey, VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
-import type { Bus } from '../invalidation/bus.ts'
-import { newToken, type LockPurpose, type Locks } from '../lifecycle/lock.ts'
+import type { Bus } from '../coordination/bus.ts'
+import { newToken, type LockPurpose, type Locks } from '../coordination/locks.ts'
 import type { InvalidEntryListener, PutOptions, Store, StoreLookup } from './store.ts'
 
 export type BreakerState = 'closed' | 'open' | 'half-open'

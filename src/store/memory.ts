@@ -22,7 +22,7 @@ import type { CacheEntry, HeaderMap } from '../cache/entry.ts'
 import { bodyProblem, entryProblem, sealBody, type BodySeal, type EntryProblem } from '../cache/entry-check.ts'
 import { originOf, type CacheKey, type VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
-import { reportInvalid, type InvalidEntryListener, type PutOptions, type Store, type StoreLookup } from './store.ts'
+import { checkPut, reportInvalid, varyNames, type InvalidEntryListener, type PutOptions, type Store, type StoreLookup } from './store.ts'
 
 export interface MemoryStoreOptions {
   /** Upper bound on the estimated bytes held (bodies plus headers and bookkeeping). */
@@ -305,24 +305,6 @@ export class MemoryStore implements Store {
     urls?.delete(slot.url)
     if (urls?.size === 0) this.#origins.delete(origin)
   }
-}
-
-/** Rejects what no store can honour; shared by the stores so they fail alike. */
-export function checkPut (url: CacheKey, entry: CacheEntry, options: PutOptions): void {
-  if (entry.url !== url) {
-    throw new TypeError(`entry.url ${JSON.stringify(entry.url)} does not match the key ${JSON.stringify(url)}`)
-  }
-  if (!Number.isFinite(options.ttlMs) || options.ttlMs <= 0) {
-    throw new RangeError(`ttlMs must be a positive number, got ${String(options.ttlMs)}`)
-  }
-  if (!Number.isSafeInteger(options.maxVariants) || options.maxVariants < 1) {
-    throw new RangeError(`maxVariants must be an integer >= 1, got ${String(options.maxVariants)}`)
-  }
-}
-
-/** The URL's Vary record as stores keep it: the entry's Vary names, sorted. */
-export function varyNames (entry: CacheEntry): readonly string[] {
-  return Object.freeze(Object.keys(entry.vary).sort())
 }
 
 function sameNames (a: readonly string[], b: readonly string[]): boolean {

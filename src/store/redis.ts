@@ -16,12 +16,11 @@ import { decodeEntry, encodeEntry, ENTRY_MAGIC, type DecodeResult } from '../cac
 import type { EntryProblem } from '../cache/entry-check.ts'
 import { originOf, type CacheKey, type VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
-import { checkPut, varyNames } from './memory.ts'
 import {
   assertKeyPrefix, originIndexKeys, originsIndexKeys, tagIndexKeys, urlKeys
 } from './redis-keys.ts'
 import type { IndexKeys } from './redis-keys.ts'
-import { reportInvalid, type InvalidEntryListener, type PutOptions, type Store, type StoreLookup } from './store.ts'
+import { checkPut, reportInvalid, varyNames, type InvalidEntryListener, type PutOptions, type Store, type StoreLookup } from './store.ts'
 import { BoundedMap } from '../bounded-map.ts'
 
 /** Index writes and reads go this many at a time. */

@@ -86,3 +86,21 @@ export interface Store {
    */
   onInvalidEntry?(listener: InvalidEntryListener): () => void
 }
+
+/** Rejects what no store can honour; shared by the stores so they fail alike. */
+export function checkPut (url: CacheKey, entry: CacheEntry, options: PutOptions): void {
+  if (entry.url !== url) {
+    throw new TypeError(`entry.url ${JSON.stringify(entry.url)} does not match the key ${JSON.stringify(url)}`)
+  }
+  if (!Number.isFinite(options.ttlMs) || options.ttlMs <= 0) {
+    throw new RangeError(`ttlMs must be a positive number, got ${String(options.ttlMs)}`)
+  }
+  if (!Number.isSafeInteger(options.maxVariants) || options.maxVariants < 1) {
+    throw new RangeError(`maxVariants must be an integer >= 1, got ${String(options.maxVariants)}`)
+  }
+}
+
+/** The URL's Vary record as stores keep it: the entry's Vary names, sorted. */
+export function varyNames (entry: CacheEntry): readonly string[] {
+  return Object.freeze(Object.keys(entry.vary).sort())
+}

@@ -25,7 +25,7 @@ import { retention } from '../cache/freshness.ts'
 import type { CacheEntry } from '../cache/entry.ts'
 import type { CacheKey, VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
-import type { Bus } from '../invalidation/bus.ts'
+import type { Bus } from '../coordination/bus.ts'
 import { MemoryStore } from './memory.ts'
 import { reportInvalid, type InvalidEntryListener, type PutOptions, type Store, type StoreLookup } from './store.ts'
 

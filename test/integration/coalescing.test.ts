@@ -84,7 +84,7 @@ t.test('a waiter on another instance goes to the origin itself after coalesceWai
   const redis = await startRedis(t)
   const gw = await withGateway(t, { config: { routes: [{ origin: origin.url }], redis: { url: redis.url }, cache: { coalesceWait: '200ms' } } })
   // A fill lock left by an instance that died mid-fetch (it never publishes).
-  const { lockKey } = await import('../../src/store/redis-coordination.ts')
+  const { lockKey } = await import('../../src/coordination/redis.ts')
   const { normalizeAbsoluteUrl } = await import('../../src/cache/key.ts')
   const n = normalizeAbsoluteUrl(gw.url + '/products/7')
   if (!n.ok) throw new Error(n.reason)

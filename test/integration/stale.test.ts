@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { normalizeAbsoluteUrl } from '../../src/cache/key.ts'
-import { lockKey } from '../../src/store/redis-coordination.ts'
+import { lockKey } from '../../src/coordination/redis.ts'
 import { withGateway } from '../helpers/gateway.ts'
 import { startOrigin, type Origin } from '../helpers/origin.ts'
 import { startRedis, type RedisServer } from '../helpers/redis.ts'

@@ -3,9 +3,9 @@
 import t from 'tap'
 import { ManualClock } from '../../src/clock.ts'
 import { normalizeAbsoluteUrl, type CacheKey } from '../../src/cache/key.ts'
-import { LocalBus } from '../../src/invalidation/bus.ts'
+import { LocalBus } from '../../src/coordination/bus.ts'
 import { FillCoordinator, type FillOptions } from '../../src/lifecycle/fill.ts'
-import { LocalLocks, type LockPurpose, type Locks } from '../../src/lifecycle/lock.ts'
+import { LocalLocks, type LockPurpose, type Locks } from '../../src/coordination/locks.ts'
 import { Tasks } from '../../src/lifecycle/tasks.ts'
 
 function key (url: string): CacheKey {

@@ -2,7 +2,7 @@
  * Cluster-wide locks for "one origin fetch per key": a lock has a random token and a TTL,
  * and only its owner can release it (compare-and-delete), so a crashed holder's lock
  * expires on its own. LocalLocks serves a single instance (memory store); RedisLocks
- * (src/store/redis-coordination.ts) serves every instance sharing a Redis.
+ * (src/coordination/redis.ts) serves every instance sharing a Redis.
  */
 import { randomBytes } from 'node:crypto'
 import type { CacheKey } from '../cache/key.ts'

@@ -5,12 +5,17 @@
  */
 import { Cluster, Redis } from 'ioredis'
 import type { CacheKey } from '../cache/key.ts'
-import type { Bus } from '../invalidation/bus.ts'
-import { newToken, type LockPurpose, type Locks } from '../lifecycle/lock.ts'
-import { urlHash } from './redis-keys.ts'
+import type { Bus } from './bus.ts'
+import { newToken, type LockPurpose, type Locks } from './locks.ts'
+import { createHash } from 'node:crypto'
 
+/**
+ * The URL's hash tag is computed as store/redis-keys.ts computes it (the first 16 characters
+ * of its SHA-1 in base64url; test/coordination/redis.test.ts keeps the two equal), so a lock
+ * lives in its entries' Cluster slot without coordination/ importing the store.
+ */
 export function lockKey (prefix: string, url: CacheKey, purpose: LockPurpose, variant: string): string {
-  return `${prefix}{${urlHash(url)}}:lock:${purpose}:${variant}`
+  return `${prefix}{${createHash('sha1').update(url).digest('base64url').slice(0, 16)}}:lock:${purpose}:${variant}`
 }
 
 // Compare-and-delete: only the holder's token releases the lock.

@@ -4,8 +4,8 @@ import t from 'tap'
 import { Redis } from 'ioredis'
 import { ManualClock } from '../../src/clock.ts'
 import { normalizeAbsoluteUrl, type CacheKey } from '../../src/cache/key.ts'
-import { LocalLocks, type Locks } from '../../src/lifecycle/lock.ts'
-import { RedisLocks } from '../../src/store/redis-coordination.ts'
+import { LocalLocks, type Locks } from '../../src/coordination/locks.ts'
+import { RedisLocks } from '../../src/coordination/redis.ts'
 import { startRedis } from '../helpers/redis.ts'
 
 function key (url: string): CacheKey {
@@ -75,5 +75,14 @@ suite('Redis locks', () => {
       const keys = await client.keys(`${prefix}*`)
       if (keys.length > 0) await client.del(...keys)
     }
+  }
+})
+
+t.test('a lock key carries its URL\'s hash tag, as the store\'s keys do (one Redis Cluster slot)', async (t) => {
+  const { lockKey } = await import('../../src/coordination/redis.ts')
+  const { urlKeys } = await import('../../src/store/redis-keys.ts')
+  for (const url of ['http://a.example/', 'https://b.example/x?y=1', 'http://c.example/%E2%82%AC']) {
+    const tag = /\{[^}]+\}/.exec(urlKeys('p:', key(url)).vary)?.[0]
+    t.ok(tag !== undefined && lockKey('p:', key(url), 'fill', '?').startsWith(`p:${tag}:lock:`), url)
   }
 })

@@ -1,7 +1,7 @@
 /**
  * Messages between gateway instances: "this key was filled" (coalescing waiters), "drop
  * your L1 copy" (invalidation). LocalBus serves one instance; RedisBus
- * (src/store/redis-coordination.ts) uses Redis pub/sub across instances.
+ * (src/coordination/redis.ts) uses Redis pub/sub across instances.
  */
 import { EventEmitter } from 'node:events'
 
