@@ -98,8 +98,6 @@ export interface Backend {
   prefix: string
   /** The Redis client when there is one (readiness, settings checks). */
   redis: Redis | Cluster | undefined
-  /** The circuit breakers in front of Redis (store, locks and bus go through them). */
-  guard?: StoreGuard
   close(): Promise<void>
 }
 
@@ -155,7 +153,6 @@ function makeBackend (config: GatewayConfig, clock: Clock, logger: Logger): Back
     bus: guard.bus(bus),
     prefix,
     redis: client,
-    guard,
     close: async () => {
       await bus.close()
       await Promise.all([client, writer].map(async (c) => await c.quit().catch(() => c.disconnect())))
