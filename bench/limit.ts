@@ -19,6 +19,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Pool } from 'undici'
@@ -160,6 +161,8 @@ function percentile (xs: number[], p: number): number {
 }
 
 const MiB = 1024 * 1024
+let loadAtStart = '?'
+let loadAfterRounds = '?'
 
 export interface LimitReport {
   tables: Table[]
@@ -169,6 +172,7 @@ export interface LimitReport {
 
 export async function runLimit (settings: LimitSettings = limitSettings(), log: (line: string) => void = (l) => process.stderr.write(l + '\n')): Promise<LimitReport> {
   const cores = layout()
+  loadAtStart = loadavg()[0]?.toFixed(2) ?? '?'
   const generator = wrkAvailable() ? 'wrk' : 'autocannon'
   if (generator === 'autocannon') log('limit: wrk not found (or BENCH_LOADGEN=autocannon): falling back to autocannon, in this process')
   const stops: Array<() => Promise<void>> = []
@@ -228,6 +232,7 @@ export async function runLimit (settings: LimitSettings = limitSettings(), log: 
       }
     }
 
+    loadAfterRounds = loadavg()[0]?.toFixed(2) ?? '?'
     // 2. Bytes allocated per request, over a fixed number of requests.
     const alloc = new Map<string, ProbeStop & { requests: number }>()
     for (const c of contenders) {
@@ -375,7 +380,10 @@ function report (
     const p99Ratio = median(p99s)
     const allHits = rs.every((r) => r.problems.length === 0)
     for (const r of rs) for (const p of r.problems) problems.push(`${c.name}: ${p}`)
-    const cost = median(rs.map((r) => (r.result.cpu.server ?? Number.NaN) * 1e6 / r.result.rps))
+    const costs = rs.map((r) => (r.result.cpu.server ?? Number.NaN) * 1e6 / r.result.rps)
+    const cost = median(costs)
+    // CPU efficiency within each round: bare node's server µs/req over this one's.
+    const cpuRatio = median(costs.map((x, i) => ((base[i]?.result.cpu.server ?? Number.NaN) * 1e6 / (base[i]?.result.rps ?? Number.NaN)) / x))
     rows.push([
       c.name,
       fmt.int(median(rs.map((r) => r.result.rps))),
@@ -387,18 +395,19 @@ function report (
       fmt.ratio(p99Ratio),
       fmt.pct(median(rs.map((r) => r.result.cpu.server ?? Number.NaN))) + (c.redisPid !== undefined ? ` (+redis ${fmt.pct(median(rs.map((r) => r.result.cpu.redis ?? Number.NaN)))})` : ''),
       Number.isFinite(cost) ? cost.toFixed(1) : 'n/a',
+      Number.isFinite(cpuRatio) ? fmt.ratio(cpuRatio) : 'n/a',
       fmt.pct(median(rs.map((r) => r.result.loadgenCpu ?? Number.NaN))),
       c.gateway ? (allHits ? 'yes' : 'NO') : (allHits ? 'n/a' : 'NO')
     ])
     if (c.goal !== undefined) {
-      goalRows.push([`${c.name}: req/s ≥ ${c.goal.toFixed(2)}× bare node:http`, `${ratio.toFixed(2)}× (rounds ${ratios.map((x) => x.toFixed(2)).join(' / ')})`, ratio >= c.goal && allHits ? 'met' : 'NOT MET'])
+      goalRows.push([`${c.name}: req/s ≥ ${c.goal.toFixed(2)}× bare node:http`, `${ratio.toFixed(2)}× (rounds ${ratios.map((x) => x.toFixed(2)).join(' / ')}; CPU efficiency ${cpuRatio.toFixed(2)}×)`, ratio >= c.goal && allHits ? 'met' : 'NOT MET'])
       goalRows.push([`${c.name}: p99 ≤ 2× bare node's p99`, `${p99Ratio.toFixed(2)}×`, p99Ratio <= 2 && allHits ? 'met' : 'NOT MET'])
     }
   }
   const throughput: Table = {
     title: `Hit path at the limit: ${settings.keys} warm keys at random, 2 KiB bodies, ${generator} ${settings.connections} connections (ratios to bare node:http)`,
-    columns: ['contender', 'req/s', '× bare node', 'per round', 'spread', 'p50', 'p99', 'p99 × bare node', 'server CPU', 'CPU µs/req', 'load-gen CPU', 'all hits'],
-    numeric: [false, true, true, false, true, true, true, true, true, true, true, false],
+    columns: ['contender', 'req/s', '× bare node', 'per round', 'spread', 'p50', 'p99', 'p99 × bare node', 'server CPU', 'CPU µs/req', '× bare node (CPU)', 'load-gen CPU', 'all hits'],
+    numeric: [false, true, true, false, true, true, true, true, true, true, true, true, false],
     rows,
     notes: [
       `${generator === 'wrk' ? 'wrk -t1' : 'autocannon (wrk not installed)'}, ${settings.connections} connections, each request a path chosen uniformly at random from ${settings.keys} keys, primed before measuring; ${settings.warmupS} s warm-up then ${settings.durationS} s measured per contender; ${settings.rounds} interleaved rounds in rotating order. "× bare node" is the median of the per-round ratios (each round's req/s over bare node's in the same round), "spread" is (max − min) / median of those ratios; req/s, p50, p99 and CPU are medians over the rounds.`,
@@ -406,6 +415,8 @@ function report (
         ? `Server under test on CPU ${cores.server} (taskset -c ${cores.server}); ${generator} on CPU ${cores.loadgen} (taskset -c ${cores.loadgen}), with redis-server and the origin.`
         : 'Not pinned (no taskset, one CPU or BENCH_NO_PIN=1): servers and load generator share the CPUs.',
       'Bare node:http and bare Fastify answer every path with the bytes and fields of one memory-store hit (bench/results/limit-response.json). Every server runs with the heap probe preloaded (--expose-gc, an idle extra listener).',
+      'CPU µs/req = server CPU time per request (median over rounds); "× bare node (CPU)" = bare node\'s µs/req over this one\'s within each round (median): the efficiency ratio, which other processes taking the server\'s core disturb far less than req/s. Server CPU well under 100% means something else ran on the server\'s core.',
+      `Machine load average (1 min) at the start of the run: ${loadAtStart}, at the end of the throughput rounds: ${loadAfterRounds}.`,
       'All hits: no error status, no socket error, the origin received no request during warm-up and run, the gateway logged nothing, and three keys sampled before and after said Cache-Status hit.',
       ...problems.map((p) => `PROBLEM: ${p}`)
     ]
