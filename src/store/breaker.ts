@@ -372,11 +372,6 @@ export class StoreGuard {
     return await this.write(ms === undefined ? call : async () => await this.#deadlines.run(call(), Math.min(1000, Math.max(ms * 4, 200))))
   }
 
-  async quickCall<T> (call: () => Promise<T>): Promise<T> {
-    const ms = this.#readTimeout
-    return ms === undefined ? await call() : await this.#deadlines.run(call(), ms)
-  }
-
   async write<T> (call: () => Promise<T>): Promise<T> {
     return await this.writes.run(async () => await this.reads.run(call))
   }
