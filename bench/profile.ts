@@ -5,10 +5,12 @@
  * some groups (HTTP writing, the store read, the body seal, metrics, key resolution).
  *
  *   node --import tsx bench/profile.ts memory|redis|redis-l1 [seconds]
+ *   node --import tsx bench/profile.ts stampede      (memory store: 5 × 200 GETs on one cold key, origin 200 ms)
  *
  * The profile is kept in bench/results/profiles/ (open it in Chrome DevTools).
  */
 import { readdirSync, readFileSync } from 'node:fs'
+import { Pool } from 'undici'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startGateway } from './lib/gateway.ts'
@@ -22,7 +24,7 @@ interface ProfileNode { id: number, callFrame: { functionName: string, url: stri
 interface Profile { nodes: ProfileNode[], samples: number[], timeDeltas: number[] }
 
 const which = process.argv[2] ?? 'memory'
-if (!['memory', 'redis', 'redis-l1'].includes(which)) throw new Error('usage: profile.ts memory|redis|redis-l1 [seconds]')
+if (!['memory', 'redis', 'redis-l1', 'stampede'].includes(which)) throw new Error('usage: profile.ts memory|redis|redis-l1|stampede [seconds]')
 const seconds = Math.min(120, Math.max(1, Number(process.argv[3] ?? 10)))
 const cpus = allowedCpus()
 const server = cpus.length > 1 ? String(cpus[cpus.length - 1]) : ''
@@ -31,8 +33,8 @@ if (loadgen !== '') pinProcessTo(loadgen)
 
 const dir = join(ROOT, 'bench', 'results', 'profiles', `${which}-${Date.now()}`)
 await mkdir(dir, { recursive: true })
-const origin = await startOrigin({ body: body2k })
-const redis = which === 'memory' ? undefined : await startRedis(loadgen)
+const origin = await startOrigin({ body: body2k, ...(which === 'stampede' ? { delayMs: 200 } : {}) })
+const redis = which === 'memory' || which === 'stampede' ? undefined : await startRedis(loadgen)
 const g = await startGateway({
   name: `profile/${which}`,
   origin: origin.url,
@@ -42,12 +44,28 @@ const g = await startGateway({
   ...(which === 'redis-l1' ? { l1: true } : {})
 })
 try {
+  if (which === 'stampede') {
+    const pool = new Pool(g.url, { connections: 200, pipelining: 1 })
+    const get = async (path: string): Promise<number> => {
+      const t0 = performance.now()
+      const res = await pool.request({ method: 'GET', path })
+      await res.body.arrayBuffer()
+      return performance.now() - t0
+    }
+    await get('/items/warm')
+    await Promise.all(Array.from({ length: 200 }, async () => await get('/items/warm')))
+    for (let round = 0; round < 5; round++) {
+      const ms = (await Promise.all(Array.from({ length: 200 }, async () => await get(`/items/cold-${round}`)))).sort((a, b) => a - b)
+      process.stdout.write(`stampede ${round + 1}: p50 ${ms[100]?.toFixed(1) ?? '?'} ms, max ${ms[199]?.toFixed(1) ?? '?'} ms, origin ${origin.counts.get(`/items/cold-${round}`) ?? 0}\n`)
+    }
+    await pool.close()
+  }
   const paths = Array.from({ length: 1000 }, (_v, i) => `/items/${i}`)
-  for (const p of paths) {
+  for (const p of which === 'stampede' ? [] : paths) {
     for (let i = 0; i < 20; i++) if (isHit(await sample(g.url + p))) break
   }
-  const r = await randomLoad({ url: g.url, paths, connections: 64, durationS: seconds, cpus: loadgen, watch: { server: g.proc.pid } })
-  process.stdout.write(`${which}: ${Math.round(r.rps)} req/s, p99 ${r.p99.toFixed(2)} ms, server CPU ${Math.round((r.cpu.server ?? 0) * 100)}%, ${r.non2xx} errors\n`)
+  const r = which === 'stampede' ? undefined : await randomLoad({ url: g.url, paths, connections: 64, durationS: seconds, cpus: loadgen, watch: { server: g.proc.pid } })
+  if (r !== undefined) process.stdout.write(`${which}: ${Math.round(r.rps)} req/s, p99 ${r.p99.toFixed(2)} ms, server CPU ${Math.round((r.cpu.server ?? 0) * 100)}%, ${r.non2xx} errors\n`)
 } finally {
   await g.stop()
   await redis?.proc.stop()
