@@ -10,6 +10,7 @@
  */
 import { parseArgs } from 'node:util'
 import { parseWorkers, runPrimary, workerHooks, type WorkerHooks } from './cluster.ts'
+import { adminTokenProblem } from './config/admin-token.ts'
 import { applyOverrides, ConfigError, loadConfig } from './config/load.ts'
 import type { GatewayConfig } from './config/types.ts'
 import { createGateway, type Gateway } from './gateway.ts'
@@ -55,13 +56,23 @@ async function main (): Promise<number> {
   const env = process.env
   const file = args.config ?? env.CACHEGATE_CONFIG ?? 'routes.yaml'
   /** The file with the command line and environment applied; the same for start, SIGHUP and POST /reload. */
-  const readConfig = async (): Promise<GatewayConfig> => applyOverrides(await loadConfig(file, env), {
-    ...optional('port', args.port ?? env.PORT),
-    ...optional('host', args.host ?? env.HOST),
-    ...optional('redisUrl', env.REDIS_URL),
-    ...optional('adminPort', env.ADMIN_PORT),
-    ...optional('adminToken', env.CACHEGATE_ADMIN_TOKEN)
-  })
+  const readConfig = async (): Promise<GatewayConfig> => {
+    const config = applyOverrides(await loadConfig(file, env), {
+      ...optional('port', args.port ?? env.PORT),
+      ...optional('host', args.host ?? env.HOST),
+      ...optional('redisUrl', env.REDIS_URL),
+      ...optional('adminPort', env.ADMIN_PORT),
+      ...optional('adminToken', env.CACHEGATE_ADMIN_TOKEN)
+    })
+    // The process refuses a guessable admin token (start, --check, SIGHUP and POST /reload alike).
+    const token = config.admin.token
+    const problem = token === undefined || token === '' ? undefined : adminTokenProblem(token)
+    if (problem !== undefined) {
+      const from = env.CACHEGATE_ADMIN_TOKEN !== undefined && env.CACHEGATE_ADMIN_TOKEN !== '' ? 'CACHEGATE_ADMIN_TOKEN' : `${file}: admin.token`
+      throw new ConfigError([`${from}: ${problem}`])
+    }
+    return config
+  }
   let config
   try {
     config = await readConfig()
