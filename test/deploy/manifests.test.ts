@@ -374,8 +374,19 @@ t.test('alerts.yaml defines the agreed alerts, each with a duration, a severity,
   t.match(text(get(rule('CachegateRedisDown'), 'expr')), /cachegate_redis_up == 0/)
   t.equal(get(rule('CachegateRedisDown'), 'for'), '1m')
   t.match(text(get(rule('RedisMemoryHigh'), 'expr')), /redis_memory_used_bytes \/ redis_memory_max_bytes\) > 0\.9/)
-  t.match(text(get(rule('CachegateOriginErrorRate'), 'expr')), /status=~"5\.\."[\s\S]*> 0\.05/)
+  t.match(text(get(rule('CachegateOriginErrorRate'), 'expr')), /status=~"[^"]*"[\s\S]*> 0\.05/)
   t.match(text(get(rule('RedisEvictionsRising'), 'expr')), /rate\(redis_evicted_keys_total\[/)
+})
+
+t.test('CachegateOriginErrorRate counts 5xx answers and origins that gave no answer (status="error": refused, timed out)', async (t) => {
+  const expr = text(get(alertRules.find((r) => get(r, 'alert') === 'CachegateOriginErrorRate'), 'expr'))
+  const selectors = [...expr.matchAll(/cachegate_origin_requests_total\{status=~"([^"]*)"\}/g)].map((m) => m[1] ?? '')
+  t.equal(selectors.length, 1, 'one status selector, in the numerator')
+  // PromQL regex matchers are fully anchored.
+  const errors = new RegExp(`^(?:${selectors[0] ?? ''})$`)
+  for (const status of ['500', '502', '503', '504', 'error']) t.ok(errors.test(status), `status="${status}" counts as an error`)
+  for (const status of ['200', '304', '404', '499', 'errors']) t.notOk(errors.test(status), `status="${status}" does not`)
+  t.ok(sourceText.includes("'error'"), 'the source labels an origin request without a response "error"')
 })
 
 t.test('the scrape examples read /metrics on the admin port', async (t) => {
