@@ -17,6 +17,7 @@ export const errorCatalogue = {
   CG_ERR_BODY_TOO_LARGE: { status: 413, message: 'The request body is larger than the configured limit' },
   CG_ERR_REQUEST_TIMEOUT: { status: 408, message: 'The request body stopped arriving for longer than the configured limit' },
   CG_ERR_METHOD_NOT_ALLOWED: { status: 405, message: 'This method is not supported' },
+  CG_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be JSON: send Content-Type: application/json' },
   CG_ERR_PURGE_INVALID: { status: 400, message: 'The purge request is invalid' },
   CG_ERR_ADMIN_UNAUTHORIZED: { status: 401, message: 'An admin token is required: send Authorization: Bearer <token>' },
   CG_ERR_ADMIN_FORBIDDEN: { status: 403, message: 'The admin token or signature is wrong' },

@@ -114,6 +114,10 @@ export function registerOpsRoutes (app: FastifyInstance, deps: OpsDeps): void {
       sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', 'Give the URL to explain: GET /explain?url=https://host/path'))
       return reply
     }
+    if (!/^https?:\/\/[^/?#]/i.test(url)) {
+      sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', `Give an absolute http(s) URL as a client would send it, e.g. /explain?url=https://api.example.com/products/1 (got ${JSON.stringify(url.slice(0, 200))})`))
+      return reply
+    }
     const headers = explainHeaders(query.header)
     if (typeof headers === 'string') {
       sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', headers))

@@ -48,6 +48,16 @@ export function registerPurgeRoutes (app: FastifyInstance, options: PurgeRoutesO
     reply.header('cache-control', 'no-store')
     return result
   })
+  // Other methods on /purge say which one works instead of "no such endpoint" (HEAD follows GET).
+  app.route({
+    method: ['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'],
+    url: '/purge',
+    handler: async (_request, reply) => {
+      reply.header('allow', 'POST')
+      sendError(reply, new GatewayError('CG_ERR_METHOD_NOT_ALLOWED', 'Purge with POST /purge and a JSON body such as {"urls": ["https://host/path"]}'))
+      return reply
+    }
+  })
 }
 
 export interface PurgeMethodOptions {

@@ -61,6 +61,11 @@ export function createAdminApp (options: AdminAppOptions): FastifyInstance {
       sendError(reply, new GatewayError('CG_ERR_BODY_TOO_LARGE'))
       return
     }
+    // A body in a content type no parser takes (the admin API reads JSON only).
+    if (status === 415) {
+      sendError(reply, new GatewayError('CG_ERR_UNSUPPORTED_MEDIA_TYPE'))
+      return
+    }
     if (status !== undefined && status < 500) {
       sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', (err as Error).message))
       return
