@@ -51,6 +51,8 @@ export interface GatewayOptions {
   onOutcome?: OutcomeListener
   /** Random source for TTL jitter and refresh-ahead (tests). */
   random?: () => number
+  /** false: no fast path, every request goes through fastify and the lifecycle (tests compare the two). */
+  fastPath?: boolean
   /** Reads the configuration again for POST /reload and reloadFromSource(); without it reloads are refused. */
   configSource?: () => Promise<GatewayConfig>
   /** Called after POST /reload applied a new configuration (main.ts passes it on to the other workers). */
@@ -304,6 +306,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     onOutcome: (o) => { onOutcome(o) },
     onError: (err) => logger.error({ err }, 'fast path failed: the request went the full way as a miss')
   })
+  if (options.fastPath === false) fast.disable()
   const app = Fastify({
     logger: false,
     trustProxy: false,

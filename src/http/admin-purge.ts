@@ -10,7 +10,7 @@ import type { RouteMatcher } from '../config/routes.ts'
 import type { AdminConfig, GatewayConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
 import { parsePurgeRequest, type Purger } from '../invalidation/purge.ts'
-import { resolveRequest } from './request-fields.ts'
+import { requestScheme, resolveRequest } from './request-fields.ts'
 import { requireAdmin, SIGNATURE_HEADER, type AdminAuthOptions } from './admin-auth.ts'
 import { sendError } from './respond.ts'
 
@@ -110,7 +110,7 @@ export function purgeMethodHandler (options: PurgeMethodOptions) {
       return reply
     }
     const host = single(request.headers.host) ?? ''
-    const resolved = resolveRequest(options.routes(), { scheme: request.protocol, host, target: raw })
+    const resolved = resolveRequest(options.routes(), { scheme: requestScheme(request.raw.socket), host, target: raw })
     if (!resolved.ok) {
       sendError(reply, resolved.problem === 'no-route'
         ? new GatewayError('CG_ERR_NO_ROUTE')

@@ -7,7 +7,6 @@
  * which makes the same decision more slowly; this path only ever takes the "fresh" branch.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { TLSSocket } from 'node:tls'
 import { formatCacheStatus } from '../cache/cache-status.ts'
 import type { CacheEntry } from '../cache/entry.ts'
 import type { CacheKey } from '../cache/key.ts'
@@ -18,8 +17,8 @@ import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import type { RequestOutcome } from '../observability/events.ts'
 import type { Store, StoreLookup } from '../store/store.ts'
 import { BoundedMap, type BoundedMapStats } from '../bounded-map.ts'
-import { hostFields, resolveRequest } from './request-fields.ts'
-import { headersOfEntry, VIA } from './respond.ts'
+import { plainHitRequest, plainHitRoute, requestScheme, resolveRequest } from './request-fields.ts'
+import { headersOfEntry, storedAnswerFields } from './respond.ts'
 
 export interface FastHitDeps {
   config: () => GatewayConfig
@@ -44,13 +43,6 @@ export function prefetched (req: IncomingMessage, key: CacheKey): Prefetched | u
   return p?.key === key ? p : undefined
 }
 
-/** Request fields that make a request ask for more than a plain fresh hit. */
-function plain (h: IncomingMessage['headers']): boolean {
-  return h['cache-control'] === undefined && h.pragma === undefined && h.authorization === undefined &&
-    h['if-none-match'] === undefined && h['if-modified-since'] === undefined && h.range === undefined &&
-    h['if-range'] === undefined && h['if-match'] === undefined && h['if-unmodified-since'] === undefined
-}
-
 /** Downstream fields of an entry as a flat [name, value, …] list, computed once per stored object. */
 const flat = new WeakMap<CacheEntry, { route: RouteConfig, list: string[] }>()
 function flatHeaders (entry: CacheEntry, route: RouteConfig): string[] {
@@ -61,7 +53,6 @@ function flatHeaders (entry: CacheEntry, route: RouteConfig): string[] {
     if (typeof value === 'string') list.push(name, value)
     else for (const v of value) list.push(name, v)
   }
-  list.push('via', VIA)
   flat.set(entry, { route, list })
   return list
 }
@@ -108,13 +99,11 @@ export class FastHit {
     const h = req.headers
     const host = h.host
     const target = req.url
-    // Several Host fields get a 400 on the full path (RFC 9112 §3.2): never a hit here.
-    if (!this.#enabled || (method !== 'GET' && method !== 'HEAD') || host === undefined || target === undefined || !plain(h) || hostFields(req.rawHeaders) !== 1) {
+    if (!this.#enabled || host === undefined || target === undefined || method === undefined || !plainHitRequest(method, h, req.rawHeaders)) {
       fallback(req, res)
       return
     }
-    const scheme = (req.socket as TLSSocket).encrypted === true ? 'https' : 'http'
-    const resolved = this.#resolve(scheme, host, target)
+    const resolved = this.#resolve(requestScheme(req.socket), host, target)
     if (resolved === null) {
       fallback(req, res)
       return
@@ -170,7 +159,8 @@ export class FastHit {
     const decision = decide(entry, NO_DIRECTIVES, this.#d.clock.now())
     if (decision.kind !== 'fresh') return false
     const cacheStatus = formatCacheStatus({ hit: true, ttl: decision.ttl / 1000 })
-    const headers = flatHeaders(entry, route).concat('age', String(Math.floor(decision.age / 1000)), 'cache-status', cacheStatus)
+    const added = storedAnswerFields(decision.age, cacheStatus)
+    const headers = flatHeaders(entry, route).concat('age', added.age, 'via', added.via, 'cache-status', added['cache-status'])
     res.writeHead(entry.status, headers)
     res.end(method === 'HEAD' ? undefined : entry.body)
     this.#d.onOutcome({
@@ -196,8 +186,7 @@ export class FastHit {
     if (target.length <= this.#d.config().limits.maxUrlLength) {
       // The same resolution as the full path: routed on the normalized path (request-fields.ts).
       const r = resolveRequest(this.#d.routes(), { scheme, host, target })
-      // Routes with key headers or cookies need the variant machinery; refresh-ahead needs the lifecycle.
-      if (r.ok && r.route.enabled && r.route.key.headers.length === 0 && r.route.key.cookies.length === 0 && !r.route.refreshAhead) {
+      if (r.ok && plainHitRoute(r.route)) {
         result = { route: r.route, key: r.url.key }
       }
     }

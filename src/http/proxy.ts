@@ -11,7 +11,7 @@ import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
 import { single } from '../cache/headers.ts'
 import { invalidationTargets, isUnsafe } from '../cache/invalidate.ts'
 import type { CacheKey } from '../cache/key.ts'
-import { hostFields, ignoreFor, resolveRequest } from './request-fields.ts'
+import { hostFields, ignoreFor, requestScheme, resolveRequest } from './request-fields.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
@@ -183,7 +183,7 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
       sendError(reply, new GatewayError('CG_ERR_BAD_REQUEST', host === '' ? 'The request has no Host header' : 'The request has more than one Host header'), { fwd: 'bypass' })
       return reply
     }
-    const scheme = request.protocol
+    const scheme = requestScheme(request.raw.socket)
     const resolved = resolveRequest(deps.routes(), { scheme, host, target: raw })
     const state: RequestState = { route: resolved.ok ? resolved.route : undefined, url: raw.split('?')[0] ?? '', outcome: 'pass', cacheStatus: undefined, collapsed: false, originStatus: undefined }
     request.cg = state

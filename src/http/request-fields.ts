@@ -1,6 +1,9 @@
 /**
  * Small request facts shared by the public request paths (fast hit, proxy, purge method).
  */
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import { ignoreMatcher, keyOf, normalizeTarget, type KeyInput, type NormalizedUrl } from '../cache/key.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { RouteConfig } from '../config/types.ts'
@@ -35,4 +38,38 @@ export function resolveRequest (routes: RouteMatcher, input: KeyInput): Resolved
   const url = keyOf(target, ignoreFor(route))
   if (!url.ok) return { ok: false, problem: 'malformed', reason: url.reason }
   return { ok: true, route, url }
+}
+
+/**
+ * The scheme a client spoke to this listener: https only on a TLS socket. Forwarding fields
+ * from the client are never trusted for it (fastify's trustProxy is off), so both request
+ * paths key an https request as https and a plain one as http, whatever it claims.
+ */
+export function requestScheme (socket: Socket): 'http' | 'https' {
+  return (socket as TLSSocket).encrypted === true ? 'https' : 'http'
+}
+
+/**
+ * Can this request be answered by a plain fresh hit, without the lifecycle? Only a GET or HEAD
+ * with exactly one Host field (several get a 400, RFC 9112 §3.2) and none of the fields that
+ * ask for more than the stored response as it is: request directives (Cache-Control, Pragma),
+ * credentials (Authorization changes who may be answered from the cache), conditionals and
+ * ranges. The fast path answers only such requests; every other one goes the full way, where
+ * the same stored entry gets the same decision (test/integration/one-hit-rule.test.ts).
+ */
+export function plainHitRequest (method: string | undefined, h: IncomingHttpHeaders, rawHeaders: readonly string[]): boolean {
+  return (method === 'GET' || method === 'HEAD') && h.host !== undefined &&
+    h['cache-control'] === undefined && h.pragma === undefined && h.authorization === undefined &&
+    h['if-none-match'] === undefined && h['if-modified-since'] === undefined && h.range === undefined &&
+    h['if-range'] === undefined && h['if-match'] === undefined && h['if-unmodified-since'] === undefined &&
+    hostFields(rawHeaders) === 1
+}
+
+/**
+ * Can a route's hits be answered without the lifecycle? Not when caching is off, when the key
+ * has headers or cookies (the variant machinery picks the entry) or with refresh-ahead (a hit
+ * may start a refresh).
+ */
+export function plainHitRoute (route: RouteConfig): boolean {
+  return route.enabled && route.key.headers.length === 0 && route.key.cookies.length === 0 && !route.refreshAhead
 }

@@ -112,6 +112,15 @@ export function headersOfEntry (entry: CacheEntry, route: RouteConfig): HeaderMa
   return headers
 }
 
+/**
+ * The fields every answer from a stored entry adds to the entry's own: Age (RFC 9111 §5.1,
+ * whole seconds), Via and Cache-Status (RFC 9211). One builder for the fast path and the full
+ * path, so a hit is the same bytes whichever path answered it.
+ */
+export function storedAnswerFields (ageMs: number, cacheStatus: string): { age: string, via: string, 'cache-status': string } {
+  return { age: String(Math.floor(ageMs / 1000)), via: VIA, 'cache-status': cacheStatus }
+}
+
 export function sendAnswer (reply: FastifyReply, method: string, requestHeaders: IncomingHeaders, route: RouteConfig, answer: Answer): void {
   if (answer.kind === 'error') {
     sendError(reply, answer.error, answer.cacheStatus)
@@ -136,7 +145,8 @@ export function sendAnswer (reply: FastifyReply, method: string, requestHeaders:
   }
 
   const { entry } = answer
-  const age = String(Math.floor(answer.age / 1000))
+  const added = storedAnswerFields(answer.age, cacheStatus)
+  const age = added.age
   const headers = headersOfEntry(entry, route)
   if (entry.status === 200 && clientNotModified(entry.headers, requestHeaders)) {
     send304(reply, headers, cacheStatus, age)
@@ -161,7 +171,7 @@ export function sendAnswer (reply: FastifyReply, method: string, requestHeaders:
       return
     }
   }
-  reply.code(entry.status).headers(headers).headers({ age, via: VIA, 'cache-status': cacheStatus })
+  reply.code(entry.status).headers(headers).headers(added)
   reply.send(method === 'HEAD' ? undefined : entry.body)
 }
 

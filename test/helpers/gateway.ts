@@ -40,6 +40,8 @@ export interface GatewayOptions {
   store?: Store
   /** Random source for TTL jitter and refresh-ahead. */
   random?: () => number
+  /** false: every request takes the full path (fastify and the lifecycle). */
+  fastPath?: boolean
   /** Waits between CDN purge retries (default: real timers). */
   cdnSleep?: (ms: number, signal: AbortSignal) => Promise<void>
 }
@@ -64,6 +66,7 @@ export async function withGateway (t: Test, options: GatewayOptions): Promise<Ga
     logger: createLogger({ level: 'info', pretty: false, destination }),
     ...(options.store !== undefined ? { store: options.store } : {}),
     ...(options.random !== undefined ? { random: options.random } : {}),
+    ...(options.fastPath !== undefined ? { fastPath: options.fastPath } : {}),
     ...(options.cdnSleep !== undefined ? { cdnSleep: options.cdnSleep } : {}),
     onOutcome: (o) => outcomes.push(o)
   })
