@@ -20,6 +20,7 @@ import { sendError } from './http/respond.ts'
 import { createAdminApp } from './http/admin.ts'
 import type { OutcomeListener, RequestOutcome } from './observability/events.ts'
 import { createLogger, type Logger } from './observability/logger.ts'
+import { followingRedactor } from './observability/redact.ts'
 import { MemoryStore } from './store/memory.ts'
 import { createRedisClient, RedisStore } from './store/redis.ts'
 import { isStoreBypassed, StoreGuard } from './store/breaker.ts'
@@ -365,13 +366,15 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     }
   })
 
+  // Query secrets (redactQueryParams) never reach a request line or /explain.
+  const redactUrl = followingRedactor(() => config.redactQueryParams)
   const onOutcome = (o: RequestOutcome): void => {
     // One JSON line per request at info; the object is not even built when info is off.
     if (logger.isLevelEnabled('info')) {
       logger.info({
         route: o.route,
         method: o.method,
-        url: o.url,
+        url: redactUrl(o.url),
         outcome: o.outcome,
         status: o.status,
         originStatus: o.originStatus,
@@ -414,7 +417,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
       if (result.ok) options.onAdminReload?.()
       return result
     },
-    explain: async (url, headers) => await explain({ routes, store, decisions: readThrough.decisions, now: clock.now() }, url, headers)
+    explain: async (url, headers) => await explain({ routes, store, decisions: readThrough.decisions, now: clock.now(), redact: redactUrl }, url, headers)
   })
   // Signed purges are refused when replayed: remembered in Redis (every instance) or in this process.
   const replay = redisClient !== undefined

@@ -529,6 +529,7 @@ function build (file: string, raw: FileConfig): GatewayConfig {
     shutdownTimeout: ms(top.shutdownTimeout),
     trustedProxies: [...top.trustedProxies],
     stripHeaders: top.stripHeaders.map((name) => name.toLowerCase()),
+    redactQueryParams: top.redactQueryParams.map((name) => name.toLowerCase()),
     routes: top.routes.map(buildRoute),
     ...(raw.cdn !== undefined && raw.cdn.length > 0 ? { cdn: buildCdn(raw.cdn) } : {}),
     ...(raw.webhooks !== undefined && raw.webhooks.length > 0 ? { webhooks: buildWebhooks(raw.webhooks) } : {})

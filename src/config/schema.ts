@@ -337,6 +337,9 @@ export const RouteSchema = Type.Object({
   ignoreClientNoCache: withDefault(Flag(), false)
 }, closed)
 
+/** The default `redactQueryParams`: query parameters named like credentials (src/observability/redact.ts). */
+export const DEFAULT_REDACT_QUERY = ['token', 'access_token', 'api_key', 'apikey', 'key', 'signature', 'sig', 'password', 'secret', 'auth'] as const
+
 /** Provider names for `cdn[].provider` (src/invalidation/cdn/). */
 export const CDN_PROVIDERS = ['cloudflare', 'fastly', 'akamai', 'cloudfront', 'webhook'] as const
 /** CMS kinds for `webhooks[].kind` (src/invalidation/webhooks/). */
@@ -400,6 +403,8 @@ export const FileSchema = Type.Object({
   shutdownTimeout: withDefault(Timeout(), '10s'),
   trustedProxies: withDefault(Type.Array(AddressRange(), { expected: 'a list of IP addresses or CIDR ranges' }), []),
   stripHeaders: withDefault(Type.Array(HeaderName(), { expected: 'a list of header names' }), []),
+  /** Query parameters whose values log lines and /explain show as REDACTED (case-insensitive, globs). */
+  redactQueryParams: withDefault(Type.Array(QueryGlob(), { expected: 'a list of query parameter names' }), [...DEFAULT_REDACT_QUERY]),
   cdn: Type.Optional(Type.Array(CdnSchema, { expected: 'a list of CDN forwards' })),
   webhooks: Type.Optional(Type.Array(WebhookSchema, { expected: 'a list of CMS webhooks' })),
   routes: Type.Array(RouteSchema, { minItems: 1, expected: 'a non-empty list of routes' })

@@ -199,6 +199,8 @@ export interface GatewayConfig {
   trustedProxies: readonly string[]
   /** Extra request fields (lower-case) never forwarded unless a route keys on them. */
   stripHeaders: readonly string[]
+  /** Query parameter names (lower-case, `*` globs) whose values log lines and /explain redact. */
+  redactQueryParams: readonly string[]
   routes: readonly RouteConfig[]
   /** CDN purge forwards; absent when none is configured. */
   cdn?: readonly CdnConfig[]

@@ -132,6 +132,8 @@ export interface ExplainDeps {
   store: Store
   decisions: DecisionLog
   now: number
+  /** Redacts query secrets in what is shown (the URL, the key, the message); the lookup uses the real key. */
+  redact?: (url: string) => string
 }
 
 const seconds = (ms: number): number => Math.round(ms) / 1000
@@ -163,6 +165,15 @@ function report (entry: CacheEntry, variant: VariantId, now: number): VariantRep
  * to look up (the explain request's `header=name:value` parameters).
  */
 export async function explain (deps: ExplainDeps, url: string, headers: IncomingHeaders): Promise<Explanation> {
+  const shown = await explainRaw(deps, url, headers)
+  const redact = deps.redact
+  if (redact === undefined) return shown
+  const message = shown.message.replace(/"([^"]*)"/g, (_quoted, inner: string) => `"${redact(inner)}"`)
+  if (shown.route === null) return { ...shown, url: redact(shown.url), message }
+  return { ...shown, url: redact(shown.url), key: shown.key === null ? null : redact(shown.key), message }
+}
+
+async function explainRaw (deps: ExplainDeps, url: string, headers: IncomingHeaders): Promise<Explanation> {
   const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)([^#]*)/.exec(url)
   const host = m?.[1] ?? ''
   const target = m?.[2] === undefined || m[2] === '' || m[2].startsWith('?') ? `/${m?.[2] ?? ''}` : m[2]

@@ -1,8 +1,10 @@
 /**
  * pino with the secrets redacted: credentials never reach a log line. Pretty output only
- * when writing to a terminal outside production.
+ * when writing to a terminal outside production, and then one line per entry (singleLine):
+ * a request is one line in a terminal as it is in JSON.
  */
 import pino, { type Logger, type LoggerOptions } from 'pino'
+import pinoPretty from 'pino-pretty'
 
 export const REDACT = [
   'req.headers.authorization',
@@ -31,7 +33,15 @@ export function createLogger (s: LoggerSettings): Logger {
     timestamp: pino.stdTimeFunctions.isoTime
   }
   if (s.pretty) {
-    return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } } })
+    // In-process and synchronous: a terminal is for development, where order matters more than throughput.
+    return pino(options, pinoPretty({
+      colorize: s.destination === undefined,
+      translateTime: 'SYS:HH:MM:ss.l',
+      singleLine: true,
+      ignore: 'pid,hostname,name',
+      sync: true,
+      destination: s.destination ?? 1
+    }))
   }
   if (s.destination !== undefined) return pino(options, s.destination)
   return pino(options)

@@ -73,6 +73,7 @@ t.test('a file with only one origin gets every default', async (t) => {
     shutdownTimeout: 10_000,
     trustedProxies: [],
     stripHeaders: [],
+    redactQueryParams: ['token', 'access_token', 'api_key', 'apikey', 'key', 'signature', 'sig', 'password', 'secret', 'auth'],
     routes: [defaultRoute]
   }
   t.strictSame(await loadConfig(file, {}), expected)
@@ -99,6 +100,7 @@ t.test('a file setting every key gets exactly those values, normalized', async (
     shutdownTimeout: 90_000,
     trustedProxies: ['10.0.0.0/8', '192.0.2.7', 'fd00::/8'],
     stripHeaders: ['x-debug-user', 'x-internal'],
+    redactQueryParams: ['session', 'x-amz-*'],
     routes: [
       {
         name: 'catalog',
@@ -266,7 +268,7 @@ t.test('unknown keys are errors at every level, with the allowed keys and a near
     '    timeouts: { idle: 5s }'
   ))
   t.strictSame(problems, [
-    'routes.yaml:1:1: colour: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, trustedProxies, stripHeaders, cdn, webhooks, routes)',
+    'routes.yaml:1:1: colour: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, trustedProxies, stripHeaders, redactQueryParams, cdn, webhooks, routes)',
     'routes.yaml:2:10: cache.maxVariant: unknown key, did you mean "maxVariants"? (allowed: memoryMaxBytes, maxObjectSize, maxVariants, l1MaxBytes, l1MaxTtl, coalesceWait, hitForMiss)',
     'routes.yaml:3:28: redis.db: unknown key (allowed: url, cluster, keyPrefix, commandTimeout, writeTimeout, breaker)',
     'routes.yaml:6:5: routes[0].maxttl: unknown key, did you mean "maxTtl"? (allowed: name, host, path, origin, enabled, defaultTtl, maxTtl, key, staleWhileRevalidate, staleIfError, keep, downstreamCacheControl, keepTagHeaders, tagHeader, storeContentTypes, timeouts, maxConnections, l1, ttlJitter, refreshAhead, implicitCachingWithCookies, ignoreClientNoCache)',
@@ -277,7 +279,7 @@ t.test('unknown keys are errors at every level, with the allowed keys and a near
 
 t.test('a key that is not a plain word is quoted in the path', async (t) => {
   t.strictSame(problemsOf(t, yaml('"max size": 1', 'routes: [{ origin: "http://a" }]')), [
-    'routes.yaml:1:1: ["max size"]: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, trustedProxies, stripHeaders, cdn, webhooks, routes)'
+    'routes.yaml:1:1: ["max size"]: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, trustedProxies, stripHeaders, redactQueryParams, cdn, webhooks, routes)'
   ])
 })
 
@@ -434,7 +436,7 @@ t.test('YAML anchors and aliases are followed; an aliased duplicate route is rep
     '  - *r'
   )
   t.strictSame(problemsOf(t, text), [
-    'routes.yaml:1:1: timeouts: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, trustedProxies, stripHeaders, cdn, webhooks, routes)',
+    'routes.yaml:1:1: timeouts: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, trustedProxies, stripHeaders, redactQueryParams, cdn, webhooks, routes)',
     'routes.yaml:4:5: routes[1]: duplicate route: host "*" path "/a" is already routes[0]'
   ])
 })

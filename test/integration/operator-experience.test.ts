@@ -57,3 +57,44 @@ t.test('/explain with a relative or non-http URL is a 400 that says what to give
   const good = await admin(gw, `/explain?url=${encodeURIComponent('http://a.example/x')}`, { headers: auth })
   t.equal(good.status, 200)
 })
+
+interface Line { msg: string, url?: string }
+const requestLines = (gw: GatewayHandle): Line[] => gw.logLines.map((l) => JSON.parse(l) as Line).filter((l) => l.msg === 'request')
+
+t.test('query parameters named like secrets are redacted in request log lines, whatever their case', async (t) => {
+  const gw = await setup(t)
+  await gw.get('/items?page=2&token=tok-s3cret&API_KEY=key-s3cret&Signature=sig-s3cret')
+  await gw.get('/nowhere%zz?password=pw-s3cret')
+  await gw.request('/items?auth=auth-s3cret', { method: 'POST', body: '{}' })
+  await gw.settled()
+  const lines = requestLines(gw)
+  t.equal(lines.length, 3)
+  t.match(lines[0]?.url, /page=2/, 'other parameters are kept')
+  t.match(lines[0]?.url, /token=REDACTED/)
+  t.match(lines[0]?.url, /API_KEY=REDACTED/)
+  for (const line of gw.logLines) t.notMatch(line, /s3cret/, 'no secret value in any line')
+})
+
+t.test('redactQueryParams replaces the default list', async (t) => {
+  const gw = await setup(t, { redactQueryParams: ['session', 'x-amz-*'] })
+  await gw.get('/items?session=sess-s3cret&X-Amz-Credential=cred-s3cret&token=visible-token')
+  await gw.settled()
+  const line = requestLines(gw)[0]?.url ?? ''
+  t.match(line, /session=REDACTED/)
+  t.match(line, /X-Amz-Credential=REDACTED/)
+  t.match(line, /token=visible-token/, 'token is no longer in the list')
+})
+
+t.test('/explain shows the URL and the key with query secrets redacted', async (t) => {
+  const gw = await setup(t)
+  const url = `${gw.url}/items?token=tok-s3cret&page=1`
+  await gw.get('/items?token=tok-s3cret&page=1')
+  await gw.settled()
+  const res = await admin(gw, `/explain?url=${encodeURIComponent(url)}`, { headers: auth })
+  t.equal(res.status, 200)
+  t.notMatch(JSON.stringify(res.body), /s3cret/)
+  t.match(res.body, { url: /token=REDACTED/, key: /token=REDACTED/, route: { name: 'api' } })
+  t.ok(Array.isArray(res.body.variants) && res.body.variants.length === 1, 'the stored entry is still found under its real key')
+  const none = await admin(gw, `/explain?url=${encodeURIComponent('http://unrouted.example.invalid/x?sig=sig-s3cret')}`, { headers: auth })
+  t.notMatch(JSON.stringify(none.body), /s3cret/, 'nor in a no-route message')
+})
