@@ -11,6 +11,7 @@ import { PassThrough, type Readable } from 'node:stream'
 import type { OriginResponse } from '../origin/client.ts'
 import { originError } from '../origin/client.ts'
 import type { GatewayError } from '../errors.ts'
+import { sameVariant, variantValues } from '../cache/vary.ts'
 
 export interface FlightHead {
   status: number
@@ -111,6 +112,27 @@ export class Flight {
   }
 
   /**
+   * The head and a stream of the body for a request with these forwarded headers, once the head
+   * has arrived; undefined when the fetch failed, the leader refused to share the response, the
+   * request selects another variant, or the body can no longer be replayed.
+   */
+  async share (forward: Readonly<Record<string, string | string[]>>): Promise<{ head: FlightHead, body: Readable } | undefined> {
+    let head: FlightHead
+    try {
+      head = await this.head
+    } catch {
+      return undefined
+    }
+    const values = this.varyValues
+    if (!this.shareable || values === undefined) return undefined
+    const names = Object.keys(values)
+    const spec = { headers: names.filter((k) => !k.startsWith('cookie:')), cookies: names.filter((k) => k.startsWith('cookie:')).map((k) => k.slice(7)) }
+    if (!sameVariant(values, variantValues(spec, forward))) return undefined
+    const body = this.subscribe()
+    return body === null ? undefined : { head, body }
+  }
+
+  /**
    * A stream of the whole body for one client, or null when the bytes already sent cannot be
    * replayed (the body outgrew the replay buffer) or the fetch failed.
    */
@@ -141,6 +163,11 @@ export class Coalescer {
   /** The flights of one URL, oldest first. */
   flights (url: string): readonly Flight[] {
     return this.#flights.get(url) ?? []
+  }
+
+  /** The oldest flight of the URL not in `tried` (the flights a request could not join). */
+  untried (url: string, tried: ReadonlySet<Flight>): Flight | undefined {
+    return this.flights(url).find((f) => !tried.has(f))
   }
 
   /** Offers a flight to requests for `url` until its body ends (or it is forgotten). */

@@ -11,7 +11,8 @@ import type { CacheKey, VariantId } from '../cache/key.ts'
 import type { RouteConfig } from '../config/types.ts'
 import type { GatewayError } from '../errors.ts'
 import type { StoreLookup } from '../store/store.ts'
-import type { Fetched } from './coalesce.ts'
+import type { Fetched, Flight } from './coalesce.ts'
+import type { FillResult } from './fill.ts'
 
 export type Outcome = 'hit' | 'stale' | 'revalidated' | 'miss' | 'pass' | 'error'
 
@@ -68,4 +69,12 @@ export interface MissContext {
   status: CacheStatus
   stale?: CacheEntry | undefined
   already?: Fetched | undefined
+}
+
+/** A miss this instance leads: its flight, the leader's stream of it, and where the fill's outcome goes. */
+export interface LeadContext extends MissContext {
+  flight: Flight
+  body: Readable | null
+  now: number
+  storing: (result: Promise<FillResult>) => void
 }

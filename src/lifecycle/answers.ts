@@ -1,0 +1,54 @@
+/**
+ * The answers and origin requests the read-through's parts share: serving a stale entry when
+ * the origin failed (RFC 5861 §4 stale-if-error), the error answer otherwise, and the headers
+ * of a fetch meant for the cache. Pure: `now` is passed in.
+ */
+import { SURROGATE_CAPABILITY, type Directives } from '../cache/cache-control.ts'
+import type { CacheStatus } from '../cache/cache-status.ts'
+import type { CacheEntry } from '../cache/entry.ts'
+import { decide, mayServeStaleOnError } from '../cache/policy.ts'
+import { GatewayError } from '../errors.ts'
+import type { Answer } from './types.ts'
+
+/** Fields of the client's request that must not reach the origin on a fetch meant for the cache. */
+const CLIENT_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']
+/** The client's validators a miss with no stored response forwards (RFC 9111 §4.3.2); never If-Range or Range. */
+export const MISS_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since'] as const
+
+/** RFC 9111 §5.2.1.7: only-if-cached and no stored response may answer (`fwd` says why), so 504. */
+export function onlyIfCached (fwd: 'request' | 'miss' | 'stale'): Answer {
+  return { kind: 'error', error: new GatewayError('CG_ERR_ONLY_IF_CACHED'), cacheStatus: { fwd, detail: 'only-if-cached' }, outcome: 'error' }
+}
+
+/** An origin failure as the catalogue's error (the origin client already maps its own). */
+export function gatewayError (err: unknown): GatewayError {
+  return err instanceof GatewayError ? err : new GatewayError('CG_ERR_ORIGIN_UNREACHABLE', undefined, { cause: err })
+}
+
+/** The stored entry served because the origin failed or answered with an error (stale-if-error). */
+export function staleAnswer (entry: CacheEntry, fwd: CacheStatus['fwd'], now: number, fwdStatus?: number): Answer {
+  const d = decide(entry, new Map(), now)
+  return {
+    kind: 'entry',
+    entry,
+    age: d.age,
+    cacheStatus: { hit: true, fwd: fwd ?? 'stale', ...(fwdStatus !== undefined ? { fwdStatus } : {}), ttl: d.ttl / 1000, detail: 'stale-if-error' },
+    outcome: 'stale'
+  }
+}
+
+/** After an origin failure: the stale entry when stale-if-error allows it, else the error. */
+export function staleOrError (entry: CacheEntry | undefined, directives: Directives, error: GatewayError, fwd: CacheStatus['fwd'], now: number): Answer {
+  if (entry !== undefined && mayServeStaleOnError(entry, directives, now)) return staleAnswer(entry, fwd, now)
+  const detail = error.code === 'CG_ERR_ORIGIN_TIMEOUT' ? 'origin-timeout' : error.code === 'CG_ERR_ORIGIN_BAD_RESPONSE' ? 'origin-bad-response' : 'origin-unreachable'
+  return { kind: 'error', error, cacheStatus: { ...(fwd !== undefined ? { fwd } : {}), detail }, outcome: 'error' }
+}
+
+/** Headers of a fetch for the cache: the client's conditionals removed (except those kept), Surrogate-Capability set. */
+export function forFetch (forward: Readonly<Record<string, string | string[]>>, keep: readonly string[] = []): Record<string, string | string[]> {
+  const out = { ...forward }
+  for (const name of CLIENT_CONDITIONALS) if (!keep.includes(name)) delete out[name]
+  // This cache honours Surrogate-Control (cache/cache-control.ts); a client's own claim is replaced.
+  out['surrogate-capability'] = SURROGATE_CAPABILITY
+  return out
+}

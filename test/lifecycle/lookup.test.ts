@@ -1,0 +1,77 @@
+// Finding the stored response for a request, on a memory store: the variant the request
+// selects, verified against the URL and the variant values it was stored for.
+import t from 'tap'
+import type { VariantId } from '../../src/cache/key.ts'
+import type { CacheEntry } from '../../src/cache/entry.ts'
+import { variantId } from '../../src/cache/vary.ts'
+import { Finder } from '../../src/lifecycle/lookup.ts'
+import type { Store } from '../../src/store/store.ts'
+import { key, parts } from './parts.ts'
+
+function entry (url: string, vary: Record<string, string | null>, body: string, at = 0): CacheEntry {
+  return { url: key(url), status: 200, headers: Object.keys(vary).length > 0 ? { vary: Object.keys(vary).join(', ') } : {}, body: Buffer.from(body), requestTime: at, responseTime: at, initialAge: 0, freshness: 60_000, staleWhileRevalidate: 0, staleIfError: 0, vary, tags: [], mustRevalidate: false, noCache: false, invalidatedAt: 0 }
+}
+
+t.test('the entry of the variant the forwarded headers select is found; another variant\'s is not', async (t) => {
+  const p = parts(t, 'http://127.0.0.1:9')
+  const finder = new Finder({ store: p.store, clock: p.clock, onStoreError: () => {} })
+  const req = p.request('/a', { 'accept-language': 'en' })
+  const en = { 'accept-language': 'en' }
+  await p.store.put(req.key, variantId(en), entry('http://gateway.test/a', en, 'english', p.clock.now()), { ttlMs: 60_000, maxVariants: 4 })
+  const found = await finder.find(req)
+  t.equal(found.entry?.body.toString(), 'english')
+  t.same(found.vary, ['accept-language'])
+  const fr = await finder.find(p.request('/a', { 'accept-language': 'fr' }))
+  t.equal(fr.entry, null)
+  t.equal(fr.variant, variantId({ 'accept-language': 'fr' }))
+})
+
+t.test('an entry a store returns for another URL or other variant values is never an answer', async (t) => {
+  const p = parts(t, 'http://127.0.0.1:9')
+  // Hostile or corrupt store contents (the stores refuse such a put themselves): the key's
+  // slot answers with another URL's response, or with a variant recorded for other values.
+  const answers: Record<string, CacheEntry> = {
+    '/b': entry('http://gateway.test/secret', {}, 'secret', p.clock.now()),
+    '/c': entry('http://gateway.test/c', { 'accept-language': 'fr' }, 'french', p.clock.now())
+  }
+  const hostile: Pick<Store, 'lookup' | 'getVariant'> = {
+    lookup: async (url) => {
+      const path = new URL(url).pathname
+      return path === '/b' ? { vary: [], entry: answers['/b'] ?? null } : { vary: ['accept-language'], entry: null }
+    },
+    getVariant: async () => answers['/c'] ?? null
+  }
+  const finder = new Finder({ store: hostile, clock: p.clock, onStoreError: () => {} })
+  t.equal((await finder.find(p.request('/b'))).entry, null, 'another URL\'s entry')
+  t.equal((await finder.find(p.request('/c', { 'accept-language': 'en' }))).entry, null, 'another variant\'s entry')
+})
+
+t.test('a store that fails is a miss named store-unavailable, and the failure is reported', async (t) => {
+  const p = parts(t, 'http://127.0.0.1:9')
+  const errors: string[] = []
+  const failing: Pick<Store, 'lookup' | 'getVariant'> = {
+    lookup: async () => { throw Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' }) },
+    getVariant: async (_url, _variant: VariantId) => null
+  }
+  const finder = new Finder({ store: failing, clock: p.clock, onStoreError: (op) => errors.push(op) })
+  const found = await finder.find(p.request('/c'))
+  t.same([found.entry, found.storeDetail], [null, 'store-unavailable'])
+  t.same(errors, ['lookup'])
+  const again = await finder.lookAgain(p.request('/c'), 2)
+  t.equal(again.storeDetail, 'store-unavailable', 'looked again twice, still unavailable')
+  t.same(errors, ['lookup', 'lookup', 'lookup'])
+})
+
+t.test('concurrent second looks at one URL share one store lookup', async (t) => {
+  const p = parts(t, 'http://127.0.0.1:9')
+  let lookups = 0
+  const counting: Pick<Store, 'lookup' | 'getVariant'> = {
+    lookup: async (url) => { lookups++; return await p.store.lookup(url) },
+    getVariant: async (url, variant) => await p.store.getVariant(url, variant)
+  }
+  const finder = new Finder({ store: counting, clock: p.clock, onStoreError: () => {} })
+  await Promise.all(Array.from({ length: 10 }, async () => await finder.lookAgain(p.request('/d'))))
+  t.equal(lookups, 1)
+  await finder.lookAgain(p.request('/d'))
+  t.equal(lookups, 2, 'a later look asks again')
+})
