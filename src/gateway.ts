@@ -284,7 +284,8 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     cache: config.cache,
     onStoreError: (op, err) => {
       // While a breaker is open every request bypasses the store: its opening was logged once.
-      if (!isStoreBypassed(err)) logger.warn({ err: (err as Error).message, op }, 'store operation failed; serving from the origin')
+      // A put runs after the client was answered: the response was sent, only its copy is lost.
+      if (!isStoreBypassed(err)) logger.warn({ err: (err as Error).message, op }, op === 'put' ? 'could not store a response (the client was answered; later responses do not claim stored until a write succeeds)' : 'store operation failed; serving from the origin')
       // Store calls are counted by MeteredStore; coordination commands are not store calls.
       if (op === 'lock' || op === 'unlock' || op === 'publish') metrics.storeError(op satisfies StoreOp)
     },

@@ -31,7 +31,7 @@ import { Refresher } from './refresh.ts'
 import { Revalidator } from './revalidate.ts'
 import { StoreWriter } from './store-writer.ts'
 import type { Tasks } from './tasks.ts'
-import type { Answer, CacheRequest, Found, LeadContext, LifecycleEvent, MissContext } from './types.ts'
+import type { Answer, CacheRequest, Found, LeadContext, LifecycleEvent, MissContext, Outcome } from './types.ts'
 
 export type { Answer, CacheRequest, LifecycleEvent, Outcome } from './types.ts'
 
@@ -309,7 +309,7 @@ export class ReadThrough {
       headers: head.headers,
       body,
       cacheStatus: { ...status, fwdStatus: head.status, ...(flight.stored ? { stored: true } : {}), ...(detail !== undefined ? { detail } : status.detail !== undefined ? { detail: status.detail } : {}) },
-      outcome: stale !== undefined ? 'revalidated' : detail === undefined ? 'miss' : 'pass'
+      outcome: passedOutcome(stale !== undefined, head.status, detail)
     }
   }
 
@@ -347,4 +347,15 @@ export class ReadThrough {
     const { head, body } = shared
     return { kind: 'stream', status: head.status, headers: head.headers, body, cacheStatus: { fwd: 'uri-miss', fwdStatus: head.status, collapsed: true }, outcome: 'miss' }
   }
+}
+
+/**
+ * The outcome of a response streamed from the origin. Revalidating a stale entry: a new
+ * storable response is `revalidated`, an origin 5xx passed through (no stale-if-error) an
+ * `error`, any other response not stored a `pass`. A miss: `miss`, or `pass` when not stored.
+ */
+function passedOutcome (revalidating: boolean, status: number, refused: string | undefined): Outcome {
+  if (revalidating && status >= 500) return 'error'
+  if (refused !== undefined) return 'pass'
+  return revalidating ? 'revalidated' : 'miss'
 }
