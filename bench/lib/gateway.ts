@@ -22,6 +22,8 @@ export interface GatewayProcOptions {
   redisCommandTimeout?: string
   /** Extra `cache:` settings (e.g. coalesceWait). */
   cache?: Record<string, string | number>
+  /** Extra `limits:` settings (e.g. requestBodyTimeout). */
+  limits?: Record<string, string | number>
   /** taskset CPU list. */
   cpus?: string
   /** Extra node flags (e.g. --cpu-prof). */
@@ -54,6 +56,7 @@ export function gatewayConfig (o: GatewayProcOptions): Record<string, unknown> {
       ? { redis: { url: o.redisUrl, keyPrefix: o.keyPrefix ?? 'bench:', ...(o.redisCommandTimeout !== undefined ? { commandTimeout: o.redisCommandTimeout } : {}) } }
       : {}),
     ...(o.cache !== undefined ? { cache: o.cache } : {}),
+    ...(o.limits !== undefined ? { limits: o.limits } : {}),
     shutdownTimeout: '5s',
     routes: [{ name: 'bench', path: '/', origin: o.origin, ...(o.l1 === true ? { l1: true } : {}) }]
   }
