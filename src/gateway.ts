@@ -23,7 +23,8 @@ import { createLogger, type Logger } from './observability/logger.ts'
 import { followingRedactor } from './observability/redact.ts'
 import { MemoryStore } from './store/memory.ts'
 import { createRedisClient, RedisStore } from './store/redis.ts'
-import { isStoreBypassed, StoreGuard } from './store/breaker.ts'
+import { isStoreBypassed } from './store/circuit-breaker.ts'
+import { StoreGuard } from './store/guard.ts'
 import { RedisBus, RedisLocks } from './coordination/redis.ts'
 import { LocalLocks, type Locks } from './coordination/locks.ts'
 import { LocalBus, type Bus } from './coordination/bus.ts'
@@ -121,7 +122,7 @@ function makeBackend (config: GatewayConfig, clock: Clock, logger: Logger): Back
     ...(config.redis.cluster.length > 0 ? { cluster: [...config.redis.cluster] } : {})
   }
   // Reads are timed by the guard (redis.commandTimeout, tolerant of a busy event loop: see
-  // Deadlines in store/breaker.ts), so this client arms no timer per command.
+  // store/deadlines.ts), so this client arms no timer per command.
   const client = createRedisClient({ ...target, commandTimeout: undefined })
   // Writes get a connection of their own and a longer timeout: a large body on its way to
   // Redis neither holds up the lookups behind it nor gets cut short by the read timeout.

@@ -7,7 +7,7 @@ import { NO_VARIANT, type CacheKey } from '../cache/key.ts'
 import { outlived } from '../cache/policy.ts'
 import { mergeSpec, sameVariant, variantId, variantValues } from '../cache/vary.ts'
 import type { Clock } from '../clock.ts'
-import { isStoreBypassed } from '../store/breaker.ts'
+import { isStoreBypassed } from '../store/circuit-breaker.ts'
 import type { Store } from '../store/store.ts'
 import type { CacheRequest, Found } from './types.ts'
 
