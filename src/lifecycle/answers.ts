@@ -8,7 +8,7 @@ import type { CacheStatus } from '../cache/cache-status.ts'
 import type { CacheEntry } from '../cache/entry.ts'
 import { decide, mayServeStaleOnError } from '../cache/policy.ts'
 import { GatewayError } from '../errors.ts'
-import type { Answer } from './types.ts'
+import type { Answer, Outcome } from './types.ts'
 
 /** Fields of the client's request that must not reach the origin on a fetch meant for the cache. */
 const CLIENT_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']
@@ -51,4 +51,15 @@ export function forFetch (forward: Readonly<Record<string, string | string[]>>, 
   // This cache honours Surrogate-Control (cache/cache-control.ts); a client's own claim is replaced.
   out['surrogate-capability'] = SURROGATE_CAPABILITY
   return out
+}
+
+/**
+ * The outcome of a response streamed from the origin. Revalidating a stale entry: a new
+ * storable response is `revalidated`, an origin 5xx passed through (no stale-if-error) an
+ * `error`, any other response not stored a `pass`. A miss: `miss`, or `pass` when not stored.
+ */
+export function passedOutcome (revalidating: boolean, status: number, refused: string | undefined): Outcome {
+  if (revalidating && status >= 500) return 'error'
+  if (refused !== undefined) return 'pass'
+  return revalidating ? 'revalidated' : 'miss'
 }

@@ -20,7 +20,7 @@ import type { Store } from '../store/store.ts'
 import type { Bus } from '../coordination/bus.ts'
 import type { Locks } from '../coordination/locks.ts'
 import type { BoundedMapStats } from '../bounded-map.ts'
-import { forFetch, gatewayError, onlyIfCached, staleAnswer, staleOrError } from './answers.ts'
+import { forFetch, gatewayError, onlyIfCached, passedOutcome, staleAnswer, staleOrError } from './answers.ts'
 import { Coalescer, Flight, type FlightHead } from './coalesce.ts'
 import { ConditionalMisses, isConditional } from './conditional-miss.ts'
 import { DecisionLog } from './explain.ts'
@@ -31,7 +31,7 @@ import { Refresher } from './refresh.ts'
 import { Revalidator } from './revalidate.ts'
 import { StoreWriter } from './store-writer.ts'
 import type { Tasks } from './tasks.ts'
-import type { Answer, CacheRequest, Found, LeadContext, LifecycleEvent, MissContext, Outcome } from './types.ts'
+import type { Answer, CacheRequest, Found, LeadContext, LifecycleEvent, MissContext } from './types.ts'
 
 export type { Answer, CacheRequest, LifecycleEvent, Outcome } from './types.ts'
 
@@ -283,15 +283,14 @@ export class ReadThrough {
     }
 
     const admission = this.#writer.admit({ req, directives, head, flight, now, bypassed: status.detail === 'store-bypassed' })
-    const { values } = admission
-    flight.varyValues = values
+    flight.varyValues = admission.values
     const detail = admission.kind === 'refused' ? admission.detail : undefined
     if (admission.kind === 'refused') {
       // Waiters may not be given this response: each goes to the origin itself.
       flight.shareable = false
       this.#coalescer.forget(req.key, flight)
       storing(Promise.resolve(admission.aboutUrl ? 'uncacheable' : 'failed'))
-      if (stale !== undefined && admission.aboutUrl) await this.#writer.deleteVariant(req.key, found.variant ?? variantId(values))
+      if (stale !== undefined && admission.aboutUrl) await this.#writer.deleteVariant(req.key, found.variant ?? variantId(admission.values))
     } else if (admission.kind === 'storing') {
       storing(admission.write.then((ok): FillResult => (ok ? 'stored' : 'failed')))
       // Claimed only while the store is not known to be failing (the write is still to come).
@@ -347,15 +346,4 @@ export class ReadThrough {
     const { head, body } = shared
     return { kind: 'stream', status: head.status, headers: head.headers, body, cacheStatus: { fwd: 'uri-miss', fwdStatus: head.status, collapsed: true }, outcome: 'miss' }
   }
-}
-
-/**
- * The outcome of a response streamed from the origin. Revalidating a stale entry: a new
- * storable response is `revalidated`, an origin 5xx passed through (no stale-if-error) an
- * `error`, any other response not stored a `pass`. A miss: `miss`, or `pass` when not stored.
- */
-function passedOutcome (revalidating: boolean, status: number, refused: string | undefined): Outcome {
-  if (revalidating && status >= 500) return 'error'
-  if (refused !== undefined) return 'pass'
-  return revalidating ? 'revalidated' : 'miss'
 }

@@ -1,7 +1,7 @@
 // The answers the read-through's parts share, as pure functions of their inputs and `now`.
 import t from 'tap'
 import type { CacheEntry } from '../../src/cache/entry.ts'
-import { forFetch, gatewayError, onlyIfCached, staleAnswer, staleOrError } from '../../src/lifecycle/answers.ts'
+import { forFetch, gatewayError, onlyIfCached, passedOutcome, staleAnswer, staleOrError } from '../../src/lifecycle/answers.ts'
 import { GatewayError } from '../../src/errors.ts'
 import { key } from './parts.ts'
 
@@ -94,4 +94,19 @@ t.test('a raw socket error becomes origin-unreachable; a catalogue error is kept
   t.equal(gatewayError(Object.assign(new Error('reset'), { code: 'ECONNRESET' })).code, 'CG_ERR_ORIGIN_UNREACHABLE')
   const timeout = new GatewayError('CG_ERR_ORIGIN_TIMEOUT')
   t.equal(gatewayError(timeout), timeout)
+})
+
+t.test('the outcome of a streamed origin response: miss or pass, revalidated, or error for a 5xx while revalidating', async (t) => {
+  const rows: Array<[boolean, number, string | undefined, string]> = [
+    [false, 200, undefined, 'miss'],
+    [false, 200, 'private', 'pass'],
+    [false, 503, 'status', 'pass'],
+    [true, 200, undefined, 'revalidated'],
+    [true, 200, 'no-store', 'pass'],
+    [true, 503, 'status', 'error'],
+    [true, 500, undefined, 'error']
+  ]
+  for (const [revalidating, status, refused, outcome] of rows) {
+    t.equal(passedOutcome(revalidating, status, refused), outcome, `${revalidating ? 'revalidating' : 'miss'}, ${status}, ${refused ?? 'stored'}: ${outcome}`)
+  }
 })
