@@ -5,13 +5,13 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Socket } from 'node:net'
-import { createServer, STATUS_CODES } from 'node:http'
+import { createServer } from 'node:http'
 import { FastHit } from './http/fast-hit.ts'
 import type { CacheKey } from './cache/key.ts'
 import { systemClock, type Clock } from './clock.ts'
 import { compileRoutes, type RouteMatcher } from './config/routes.ts'
 import type { GatewayConfig } from './config/types.ts'
-import { errorBody, GatewayError } from './errors.ts'
+import { GatewayError } from './errors.ts'
 import { ReadThrough } from './lifecycle/read-through.ts'
 import { Tasks } from './lifecycle/tasks.ts'
 import { causeCode, OriginClient } from './origin/client.ts'
@@ -22,13 +22,10 @@ import type { OutcomeListener, RequestOutcome } from './observability/events.ts'
 import { createLogger, type Logger } from './observability/logger.ts'
 import { followingRedactor } from './observability/redact.ts'
 import { MemoryStore } from './store/memory.ts'
-import { createRedisClient, RedisStore } from './store/redis.ts'
 import { isStoreBypassed } from './store/circuit-breaker.ts'
-import { StoreGuard } from './store/guard.ts'
-import { RedisBus, RedisLocks } from './coordination/redis.ts'
-import { LocalLocks, type Locks } from './coordination/locks.ts'
-import { LocalBus, type Bus } from './coordination/bus.ts'
-import type { Cluster, Redis } from 'ioredis'
+import { localBackend, makeBackend, redisReady, type Backend } from './backend.ts'
+import { clientErrorHandler, rawError } from './http/socket-errors.ts'
+import { requestLog } from './observability/request-log.ts'
 import type { Store } from './store/store.ts'
 import { TieredStore } from './store/tiered.ts'
 import { announceInvalidations, Purger, purgeCounts, routeOfKey } from './invalidation/purge.ts'
@@ -93,93 +90,6 @@ export interface Gateway {
   close(): Promise<void>
 }
 
-/** The shared state behind the cache: a store, and the locks and bus that coordinate instances. */
-export interface Backend {
-  store: Store
-  locks: Locks
-  bus: Bus
-  /** Prefix for pub/sub channel names. */
-  prefix: string
-  /** The Redis client when there is one (readiness, settings checks). */
-  redis: Redis | Cluster | undefined
-  close(): Promise<void>
-}
-
-function makeBackend (config: GatewayConfig, clock: Clock, logger: Logger): Backend {
-  if (config.redis === undefined) {
-    const bus = new LocalBus()
-    return {
-      store: new MemoryStore({ maxBytes: config.cache.memoryMaxBytes, clock }),
-      locks: new LocalLocks(clock),
-      bus,
-      prefix: 'cg:',
-      redis: undefined,
-      close: async () => await bus.close()
-    }
-  }
-  const target = {
-    ...(config.redis.url !== undefined ? { url: config.redis.url } : {}),
-    ...(config.redis.cluster.length > 0 ? { cluster: [...config.redis.cluster] } : {})
-  }
-  // Reads are timed by the guard (redis.commandTimeout, tolerant of a busy event loop: see
-  // store/deadlines.ts), so this client arms no timer per command.
-  const client = createRedisClient({ ...target, commandTimeout: undefined })
-  // Writes get a connection of their own and a longer timeout: a large body on its way to
-  // Redis neither holds up the lookups behind it nor gets cut short by the read timeout.
-  const writer = createRedisClient({ ...target, commandTimeout: config.redis.writeTimeout })
-  for (const [c, connection] of [[client, 'reads'], [writer, 'writes']] as const) {
-    let lastError = ''
-    c.on('error', (err: Error) => {
-      // ioredis repeats the same error on every reconnect attempt: log changes only.
-      if (err.message !== lastError) logger.warn({ err: err.message, connection }, 'redis connection error')
-      lastError = err.message
-    })
-    c.on('ready', () => { lastError = '' })
-  }
-  const guard = new StoreGuard({
-    ...config.redis.breaker,
-    // One command timeout: the timeouts of one event-loop stall all fire at once (see breaker.ts).
-    span: config.redis.commandTimeout,
-    readTimeout: config.redis.commandTimeout,
-    // Real time even under a test's manual clock: the breaker measures real I/O.
-    clock: systemClock,
-    onChange: (breaker, state, previous, cause) => {
-      if (state === 'open' && previous === 'closed') logger.warn({ breaker, err: (cause as Error | undefined)?.message }, 'redis circuit breaker open: the store is bypassed, requests go to the origin')
-      else if (state === 'closed') logger.info({ breaker }, 'redis circuit breaker closed: the store is used again')
-      else logger.debug({ breaker, state }, 'redis circuit breaker probe')
-    }
-  })
-  const prefix = config.redis.keyPrefix
-  const bus = new RedisBus(client, (err) => logger.warn({ err: (err as Error).message }, 'redis subscriber error'))
-  return {
-    store: guard.store(new RedisStore({ client, writeClient: writer, keyPrefix: prefix, clock })),
-    locks: guard.locks(new RedisLocks(client, prefix)),
-    bus: guard.bus(bus),
-    prefix,
-    redis: client,
-    close: async () => {
-      await bus.close()
-      await Promise.all([client, writer].map(async (c) => await c.quit().catch(() => c.disconnect())))
-    }
-  }
-}
-
-/** Waits (bounded) for the Redis connection so the first requests do not all miss; the gateway serves either way. */
-async function redisReady (client: Redis | Cluster, ms: number): Promise<boolean> {
-  if (client.status === 'ready') return true
-  return await new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      client.off('ready', onReady)
-      resolve(false)
-    }, ms)
-    const onReady = (): void => {
-      clearTimeout(timer)
-      resolve(true)
-    }
-    client.once('ready', onReady)
-  })
-}
-
 /** Listens, or fails with a message naming the listener and the setting that moves it. */
 async function bind (server: FastifyInstance, which: 'public' | 'admin', host: string, port: number, moveWith: string): Promise<void> {
   try {
@@ -193,27 +103,12 @@ async function bind (server: FastifyInstance, which: 'public' | 'admin', host: s
   }
 }
 
-/** Malformed HTTP and oversized headers get the catalogue's JSON error, not a bare close. */
-function clientErrorHandler (err: Error & { code?: string }, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return
-  rawError(socket, err.code === 'HPE_HEADER_OVERFLOW' ? 'CG_ERR_HEADERS_TOO_LARGE' : err.code === 'HPE_INVALID_METHOD' ? 'CG_ERR_METHOD_NOT_ALLOWED' : 'CG_ERR_BAD_REQUEST')
-}
-
-/** Writes a catalogue error straight to a socket no fastify reply owns, and closes it. */
-function rawError (socket: Socket, code: 'CG_ERR_HEADERS_TOO_LARGE' | 'CG_ERR_METHOD_NOT_ALLOWED' | 'CG_ERR_BAD_REQUEST'): void {
-  const body = JSON.stringify(errorBody(code))
-  const status = errorBody(code).statusCode
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
-}
-
 export async function createGateway (options: GatewayOptions): Promise<Gateway> {
   let config = options.config
   let routes: RouteMatcher = compileRoutes(config.routes)
   const clock = options.clock ?? systemClock
   const logger = options.logger ?? createLogger({ level: 'info', pretty: false })
-  const backend: Backend = options.store !== undefined
-    ? { store: options.store, locks: new LocalLocks(clock), bus: new LocalBus(), prefix: 'cg:', redis: undefined, close: async () => undefined }
-    : makeBackend(config, clock, logger)
+  const backend: Backend = options.store !== undefined ? localBackend(options.store, clock) : makeBackend(config, clock, logger)
   const redisClient = backend.redis
   // Built before anything awaits, so the Redis settings check sees the first 'ready'.
   const health = new Health({
@@ -370,20 +265,9 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
 
   // Query secrets (redactQueryParams) never reach a request line or /explain.
   const redactUrl = followingRedactor(() => config.redactQueryParams)
+  const logRequest = requestLog(logger, redactUrl)
   const onOutcome = (o: RequestOutcome): void => {
-    // One JSON line per request at info; the object is not even built when info is off.
-    if (logger.isLevelEnabled('info')) {
-      logger.info({
-        route: o.route,
-        method: o.method,
-        url: redactUrl(o.url),
-        outcome: o.outcome,
-        status: o.status,
-        originStatus: o.originStatus,
-        cacheStatus: o.cacheStatus,
-        ms: Math.round(o.durationMs * 100) / 100
-      }, 'request')
-    }
+    logRequest(o)
     metrics.request(o)
     for (const l of listeners) l(o)
   }
