@@ -7,7 +7,12 @@
  * (in-instance: one flight per key; across instances: the fill lock in Redis, the others
  * wait for the "filled" message and read the stored entry). A last scenario turns the
  * cross-instance lock off (cache.coalesceWait: 0) for contrast: in-instance coalescing is
- * still on there, so the ideal for it is one request per key per instance.
+ * still on there, so the ideal for it is one request per key per instance. Another pauses
+ * the shared redis-server (SIGSTOP, then SIGCONT ~300 ms later) just as each burst starts, on
+ * two instances: the coalescing invariant promises at most one request per key per instance
+ * whatever Redis does. Each instance has an origin of its own (same behaviour, same keys:
+ * the cache key is the client's Host and path), so origin requests are counted per key per
+ * instance.
  *
  *   node --import tsx bench/stampede.ts        (or npm run bench for both benchmarks)
  */
@@ -18,7 +23,7 @@ import { pathToFileURL } from 'node:url'
 import { Pool } from 'undici'
 import { redisCommandTimeout, startGateway, summarizeWarnings, type GatewayProc } from './lib/gateway.ts'
 import { startOrigin, type Origin } from './lib/origin.ts'
-import { pinSelf, ROOT, sleep, startRedis } from './lib/processes.ts'
+import { pinSelf, ROOT, sleep, startRedis, type RedisProc } from './lib/processes.ts'
 import { envInt, fmt, renderMarkdown, renderText, type Table } from './lib/table.ts'
 
 export interface StampedeSettings {
@@ -52,6 +57,8 @@ interface Scenario {
   commandTimeout?: string
   /** Origin requests per key when coalescing works as designed. */
   ideal: number
+  /** Pause the redis-server (SIGSTOP) this long as each measured burst starts, then SIGCONT (ms). */
+  pauseRedisMs?: number
 }
 
 interface ClientResult {
@@ -65,6 +72,8 @@ interface ScenarioResult {
   scenario: Scenario
   originPerKey: number
   maxPerKey: number
+  /** The most origin requests one instance made for one key (the invariant: 1 whatever Redis does). */
+  maxPerKeyPerInstance: number
   p50: number
   p99: number
   max: number
@@ -131,12 +140,24 @@ async function stampede (pools: Pool[], paths: string[], clients: number): Promi
   }
 }
 
-async function runScenario (s: Scenario, index: number, settings: StampedeSettings, origin: Origin, redisUrl: string, cpus: string, log: (line: string) => void): Promise<ScenarioResult> {
+/** SIGSTOP, then SIGCONT after `ms`: a Redis that neither answers nor drops connections. */
+async function pauseRedis (pid: number, ms: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP')
+  try {
+    await sleep(ms)
+  } finally {
+    process.kill(pid, 'SIGCONT')
+  }
+}
+
+async function runScenario (s: Scenario, index: number, settings: StampedeSettings, redis: RedisProc, cpus: string, log: (line: string) => void): Promise<ScenarioResult> {
   const tag = `s${index}`
   log(`stampede: ${s.label}: starting ${s.instances} gateway process(es)`)
+  const origins: Origin[] = await Promise.all(Array.from({ length: s.instances }, async () => await startOrigin({ delayMs: settings.originDelayMs })))
+  const redisUrl = redis.url
   const gateways: GatewayProc[] = await Promise.all(Array.from({ length: s.instances }, async (_v, i) => await startGateway({
     name: `cachegate ${tag}.${i}`,
-    origin: origin.url,
+    origin: (origins[i] as Origin).url,
     redisUrl,
     keyPrefix: `bench-${tag}:`,
     cpus,
@@ -168,10 +189,13 @@ async function runScenario (s: Scenario, index: number, settings: StampedeSettin
     let failed = 0
     let originRequests = 0
     let maxPerKey = 0
+    let maxPerKeyPerInstance = 0
     for (let round = 0; round < settings.rounds; round++) {
       const paths = Array.from({ length: settings.keys }, (_v, k) => `/products/${tag}-r${round}-${k}`)
       log(`stampede: ${s.label}: round ${round + 1}/${settings.rounds}: ${settings.clients} clients, ${settings.keys} cold keys`)
-      const results = await stampede(pools, paths, settings.clients)
+      const burst = stampede(pools, paths, settings.clients)
+      if (s.pauseRedisMs !== undefined) await pauseRedis(redis.proc.pid, s.pauseRedisMs)
+      const results = await burst
       for (const r of results) {
         latencies.push(r.ms)
         if (r.status !== 200) failed++
@@ -183,9 +207,11 @@ async function runScenario (s: Scenario, index: number, settings: StampedeSettin
         kinds[kind] = list
       }
       for (const p of paths) {
-        const n = origin.counts.get(p) ?? 0
+        const each = origins.map((o) => o.counts.get(p) ?? 0)
+        const n = each.reduce((a, b) => a + b, 0)
         originRequests += n
         maxPerKey = Math.max(maxPerKey, n)
+        maxPerKeyPerInstance = Math.max(maxPerKeyPerInstance, ...each)
       }
       // Let the fills' store writes and lock releases finish before the next round.
       await sleep(300)
@@ -199,6 +225,7 @@ async function runScenario (s: Scenario, index: number, settings: StampedeSettin
       scenario: s,
       originPerKey: originRequests / (settings.keys * settings.rounds),
       maxPerKey,
+      maxPerKeyPerInstance,
       p50: percentile(latencies, 50),
       p99: percentile(latencies, 99),
       max: latencies[latencies.length - 1] ?? Number.NaN,
@@ -211,6 +238,7 @@ async function runScenario (s: Scenario, index: number, settings: StampedeSettin
   } finally {
     await Promise.all(pools.map(async (p) => await p.destroy()))
     await Promise.all(gateways.map(async (g) => await g.stop()))
+    await Promise.all(origins.map(async (o) => await o.close()))
   }
 }
 
@@ -218,7 +246,6 @@ export async function runStampede (settings: StampedeSettings = stampedeSettings
   const cores = pinSelf()
   // Gateways may use every CPU here (the point is the origin count, not throughput).
   const all = cores.pinned ? `${cores.server},${cores.others}` : ''
-  const origin = await startOrigin({ delayMs: settings.originDelayMs })
   const redis = await startRedis(all)
   try {
     const most = Math.max(...settings.instances)
@@ -235,15 +262,20 @@ export async function runStampede (settings: StampedeSettings = stampedeSettings
         instances: most,
         cache: { coalesceWait: 0 },
         ideal: most
-      }
+      },
+      // The coalescing invariant under a stalled Redis: lookups and fill locks time out, and each
+      // instance fetches at most once per key (ideal 1 when the lock was taken before the pause,
+      // 2 when each instance leads its own fetch; never more than one per instance).
+      { label: '2 instances, shared Redis paused (SIGSTOP) 300 ms as each burst starts', instances: 2, pauseRedisMs: 300, ideal: 2 }
     ]
     const results: ScenarioResult[] = []
-    for (const [i, s] of scenarios.entries()) results.push(await runScenario(s, i, settings, origin, redis.url, all, log))
+    for (const [i, s] of scenarios.entries()) results.push(await runScenario(s, i, settings, redis, all, log))
 
     const rows = results.map((r) => [
       r.scenario.label,
       r.originPerKey.toFixed(2),
       String(r.maxPerKey),
+      String(r.maxPerKeyPerInstance),
       r.scenario.ideal.toFixed(1),
       fmt.ms(r.p50),
       fmt.ms(r.p99),
@@ -256,6 +288,7 @@ export async function runStampede (settings: StampedeSettings = stampedeSettings
     ])
     const notes = [
       `${settings.clients} clients (one connection each, opened and warmed before the stampede) request ${settings.keys} cold keys at once, client j on instance j mod M and key floor(j/M) mod ${settings.keys}; ${settings.rounds} stampede(s) per scenario on fresh keys, pooled.`,
+      'max/key/instance: the most origin requests one instance made for one key (each instance has an origin of its own); the coalescing invariant is 1, with Redis healthy or not.',
       `Origin answers after ${settings.originDelayMs} ms, so ${settings.originDelayMs} ms is the floor for every client's latency. Latency is measured by the clients from sending to the last body byte.`,
       'Served as (from Cache-Status): fetched = the request that went to the origin (or waited on the fill lock, then found nothing stored), collapsed = answered from another request\'s fetch (same instance) or fill (another instance), hit = the entry was already stored when it arrived.',
       `Every request carries Host: ${HOST_HEADER} (as behind a load balancer; the cache key includes the Host).`,
@@ -265,14 +298,13 @@ export async function runStampede (settings: StampedeSettings = stampedeSettings
     ]
     return {
       title: 'Stampede on cold keys (origin requests per key, lower is better; client latency in ms)',
-      columns: ['scenario', 'origin req/key', 'max/key', 'ideal', 'p50', 'p99', 'max', 'served as (count, p50 ms)', 'store trouble (responses)'],
-      numeric: [false, true, true, true, true, true, true, false, false],
+      columns: ['scenario', 'origin req/key', 'max/key', 'max/key/instance', 'ideal', 'p50', 'p99', 'max', 'served as (count, p50 ms)', 'store trouble (responses)'],
+      numeric: [false, true, true, true, true, true, true, true, false, false],
       rows,
       notes
     }
   } finally {
     await redis.proc.stop()
-    await origin.close()
   }
 }
 
