@@ -272,26 +272,35 @@ t.test('a stored entry Node cannot write (CR LF in a field, status 1000) on the 
   // The entry is stored in the background after the answer: Redis tells when (keyspace events).
   await raw.config('SET', 'notify-keyspace-events', 'K$')
   const events = redis.client()
-  const stored = new Promise<string>((resolve) => {
-    events.on('pmessage', (_pattern: string, channel: string, event: string) => {
-      if (event === 'set') resolve(channel.slice('__keyspace@0__:'.length))
-    })
+  const sets: string[] = []
+  let onSet: () => void = () => undefined
+  events.on('pmessage', (_pattern: string, channel: string, event: string) => {
+    if (event !== 'set') return
+    sets.push(channel.slice('__keyspace@0__:'.length))
+    onSet()
   })
+  /** The key of the n-th entry write (1-based), once Redis has it. */
+  const nthSet = async (n: number): Promise<string> => {
+    while (sets.length < n) await new Promise<void>((resolve) => { onSet = resolve })
+    return sets[n - 1] as string
+  }
   await events.psubscribe('__keyspace@0__:proc:*:e:')
   const p = await startProcess(t, configYaml(`  - { name: main, path: /, origin: "${origin.url}" }\n`, `redis: { url: "${redis.url}", keyPrefix: "proc:" }\n`))
   t.equal((await get(p.port, '/page')).body, 'fresh 1')
-  const entryKey = await stored
+  const entryKey = await nthSet(1)
   const good = await raw.getBuffer(entryKey)
   if (good === null) throw new Error('not stored')
   const crlf = CORRUPTIONS.find((c) => c.problem === 'header-value' && c.name.includes('CR LF'))
   const status = CORRUPTIONS.find((c) => c.problem === 'status')
   if (crlf === undefined || status === undefined) throw new Error('missing corruption cases')
   await raw.set(entryKey, status.corrupt(crlf.corrupt(good)), 'KEEPTTL')
+  await nthSet(2) // our own corrupting write
 
   const res = await get(p.port, '/page')
   t.same(res, { status: 200, body: 'fresh 2' }, 'the origin\'s answer, never the stored one, never a 5xx')
   await p.waitForLog((l) => l.msg === 'invalid stored entry: served from the origin and deleted', 'about the invalid entry')
   t.equal(p.child.exitCode, null, 'the process is still running')
+  await nthSet(3) // the gateway stores the origin's new answer in the background
   t.equal((await get(p.port, '/page')).body, 'fresh 2', 'the new answer is stored and served')
   t.equal((await get(p.adminPort, '/healthz')).status, 200)
   t.equal(p.stderr(), '', 'nothing on stderr (no unhandled rejection)')
