@@ -159,18 +159,22 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
   const origin = new OriginClient(config.routes)
   const listeners: OutcomeListener[] = options.onOutcome !== undefined ? [options.onOutcome] : []
 
-  // A failed background refresh is counted always and logged at warn at most once a minute per
-  // route, with how many failures went unlogged meanwhile: an origin down cannot flood the log.
-  const refreshLog = new BoundedMap<string, { at: number, suppressed: number }>({ maxEntries: 1000 })
-  const refreshFailed = (route: string): void => {
+  // Failures that can repeat on every request (an origin down for background refreshes, a Redis
+  // stalled for lookups) are counted always and logged at warn at most once per window and
+  // subject, with how many went unlogged meanwhile: an outage cannot flood the log.
+  const warnLog = new BoundedMap<string, { at: number, suppressed: number }>({ maxEntries: 1000 })
+  const rateLimitedWarn = (subject: string, windowMs: number, fields: Record<string, unknown>, message: string): void => {
     const now = clock.now()
-    const last = refreshLog.peek(route)
-    if (last !== undefined && now - last.at < 60_000) {
+    const last = warnLog.peek(subject)
+    if (last !== undefined && now - last.at < windowMs) {
       last.suppressed++
       return
     }
-    logger.warn({ route, suppressed: last?.suppressed ?? 0 }, 'background refresh failed')
-    refreshLog.set(route, { at: now, suppressed: 0 })
+    logger.warn({ ...fields, suppressed: last?.suppressed ?? 0 }, message)
+    warnLog.set(subject, { at: now, suppressed: 0 })
+  }
+  const refreshFailed = (route: string): void => {
+    rateLimitedWarn(`refresh\n${route}`, 60_000, { route }, 'background refresh failed')
   }
   const readThrough = new ReadThrough({
     store,
@@ -181,7 +185,9 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     onStoreError: (op, err) => {
       // While a breaker is open every request bypasses the store: its opening was logged once.
       // A put runs after the client was answered: the response was sent, only its copy is lost.
-      if (!isStoreBypassed(err)) logger.warn({ err: (err as Error).message, op }, op === 'put' ? 'could not store a response (the client was answered; later responses do not claim stored until a write succeeds)' : 'store operation failed; serving from the origin')
+      // At most one line a second per operation: a stalled Redis fails every lookup until the
+      // breaker opens.
+      if (!isStoreBypassed(err)) rateLimitedWarn(`store\n${op}`, 1000, { err: (err as Error).message, op }, op === 'put' ? 'could not store a response (the client was answered; later responses do not claim stored until a write succeeds)' : 'store operation failed; serving from the origin')
       // Store calls are counted by MeteredStore; coordination commands are not store calls.
       if (op === 'lock' || op === 'unlock' || op === 'publish') metrics.storeError(op satisfies StoreOp)
     },

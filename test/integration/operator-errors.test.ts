@@ -96,3 +96,23 @@ for (const kind of ['memory', 'redis'] as const) {
     t.match(refreshWarnings()[1], { suppressed: 1 }, 'with the count of failures not logged meanwhile')
   })
 }
+
+t.test('a Redis that stops answering is logged once a second, with how many failures went unlogged, not once per request', async (t) => {
+  const own = await startRedis(t)
+  const origin = await startOrigin(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2, 'cache-control': 'max-age=60' })
+    res.end('ok')
+  })
+  // A breaker that stays closed: every lookup goes to the stopped Redis and fails.
+  const gw = await withGateway(t, { config: { routes: [{ origin: origin.url }], redis: { url: own.url, breaker: { failures: 1000, cooldown: '1s' } } } })
+  await own.stop()
+  const warnings = (): Array<Record<string, unknown>> => gw.logLines.map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.msg === 'store operation failed; serving from the origin' && l.op === 'lookup')
+  for (let i = 0; i < 4; i++) t.equal((await gw.get(`/down-${i}`)).status, 200, 'served from the origin')
+  t.equal(warnings().length, 1, 'one line for four failed lookups within a second')
+  gw.clock.advance(1001)
+  await gw.get('/down-later')
+  t.equal(warnings().length, 2)
+  // A request may look twice (a second look after a failure), so at least the other three.
+  t.ok(Number(warnings()[1]?.suppressed) >= 3, 'the next line says how many failures went unlogged')
+})
