@@ -6,7 +6,7 @@
 import { deltaSeconds, type Directives } from './cache-control.ts'
 import type { IncomingHeaders } from './headers.ts'
 import { single } from './headers.ts'
-import { parseVary } from './vary.ts'
+import { cookieNames, parseVary } from './vary.ts'
 
 /**
  * The status codes RFC 9110 §15 defines, whose caching rules cachegate implements (§5.2.2.3
@@ -113,19 +113,6 @@ export function sharedWithCredentials (response: Directives): boolean {
 /** §4.2.1: the response states its own freshness (s-maxage, max-age, or Expires unless targeted). */
 function explicitFreshness (headers: IncomingHeaders, response: Directives, targeted: boolean): boolean {
   return response.has('s-maxage') || response.has('max-age') || (!targeted && headers.expires !== undefined)
-}
-
-/** The cookie names of a Cookie field (RFC 6265 §4.2.1: `name=value; name=value`). */
-function cookieNames (cookie: string | readonly string[]): string[] {
-  const out: string[] = []
-  for (const field of typeof cookie === 'string' ? [cookie] : cookie) {
-    for (const pair of field.split(';')) {
-      const eq = pair.indexOf('=')
-      const name = (eq === -1 ? pair : pair.slice(0, eq)).trim()
-      if (name !== '') out.push(name)
-    }
-  }
-  return out
 }
 
 /**

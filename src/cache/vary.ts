@@ -67,16 +67,33 @@ export function normalizeVaryValue (name: string, value: string | readonly strin
   return text.trim().replace(/[ \t]+/g, ' ').replace(/\s*,\s*/g, ', ')
 }
 
+/**
+ * The `name=value` pairs of one Cookie field line (RFC 6265 §4.2.1), names and values trimmed;
+ * a part without `=` has a null value (it names nothing a key could select, but it is a cookie
+ * the request carried).
+ */
+function * cookiePairs (text: string): Generator<[string, string | null]> {
+  for (const part of text.split(/;\s*/)) {
+    const eq = part.indexOf('=')
+    yield eq === -1 ? [part.trim(), null] : [part.slice(0, eq).trim(), part.slice(eq + 1).trim()]
+  }
+}
+
 /** The value of one cookie in a Cookie header, or null. */
 export function cookieValue (header: string | readonly string[] | undefined, name: string): string | null {
   const text = single(header)
   if (text === undefined) return null
-  for (const part of text.split(/;\s*/)) {
-    const eq = part.indexOf('=')
-    if (eq === -1) continue
-    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim()
-  }
+  for (const [n, value] of cookiePairs(text)) if (value !== null && n === name) return value
   return null
+}
+
+/** The names of the cookies in every Cookie field line. */
+export function cookieNames (header: string | readonly string[]): string[] {
+  const out: string[] = []
+  for (const text of typeof header === 'string' ? [header] : header) {
+    for (const [name] of cookiePairs(text)) if (name !== '') out.push(name)
+  }
+  return out
 }
 
 /** What selects a variant: route key headers and cookies, plus the response's Vary names. */

@@ -2,7 +2,7 @@
  * IP addresses and CIDR ranges as written in routes.yaml (`trustedProxies`): parsed once at
  * load time, with the reason when a value is not one. Pure; node:net only to recognize addresses.
  */
-import { isIPv4, isIPv6 } from 'node:net'
+import { BlockList, isIPv4, isIPv6 } from 'node:net'
 
 export interface AddressRange {
   /** The network address as written (BlockList masks host bits itself). */
@@ -28,4 +28,32 @@ export function parseAddressRange (text: string): AddressRange | { expected: str
   const prefix = /^(?:0|[1-9]\d{0,2})$/.test(digits) ? Number(digits) : Number.NaN
   if (!(prefix <= max)) return { expected: `a prefix length from 0 to ${max} after an ${family === 'ipv4' ? 'IPv4' : 'IPv6'} address` }
   return { address, prefix, family }
+}
+
+const matchers = new WeakMap<readonly string[], (peer: string) => boolean>()
+
+/**
+ * Whether a peer address is in a list of addresses and ranges (`trustedProxies`,
+ * `purgeMethod.allow`), compiled once per list. The list was validated at load: a value that
+ * slipped through matches nobody rather than throwing. An IPv4-mapped IPv6 peer
+ * (`::ffff:10.0.0.1`) matches IPv4 entries; a peer that is not an address matches nothing.
+ */
+export function addressMatcher (texts: readonly string[]): (peer: string) => boolean {
+  let match = matchers.get(texts)
+  if (match === undefined) {
+    const list = new BlockList()
+    for (const text of texts) {
+      const range = parseAddressRange(text)
+      if (!('expected' in range)) list.addSubnet(range.address, range.prefix, range.family)
+    }
+    match = texts.length === 0
+      ? () => false
+      : (peer) => {
+          const address = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(peer)?.[1] ?? peer
+          const family = isIPv4(address) ? 'ipv4' : isIPv6(address) ? 'ipv6' : undefined
+          return family !== undefined && list.check(address, family)
+        }
+    matchers.set(texts, match)
+  }
+  return match
 }

@@ -8,28 +8,17 @@
  * request cannot be replayed. With no token configured the protected endpoints are never
  * open: they answer 503 saying how to set one. Failed attempts never echo secrets.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { systemClock } from '../clock.ts'
 import type { AdminConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
+import { safeEqual } from '../invalidation/webhooks/verify.ts'
 import { sendError } from './respond.ts'
 import { BoundedMap } from '../bounded-map.ts'
 
 export const SIGNATURE_HEADER = 'x-cachegate-signature'
 export const TIMESTAMP_HEADER = 'x-cachegate-timestamp'
-
-/** Constant-time comparison that does not leak the length either (both sides hashed first). */
-export function safeEqual (a: string, b: string): boolean {
-  const ha = createHash('sha256').update(a).digest()
-  const hb = createHash('sha256').update(b).digest()
-  return timingSafeEqual(ha, hb)
-}
-
-/** HMAC-SHA256 of a body, as `sha256=<hex>` (outgoing CDN webhooks, src/invalidation/cdn/webhook.ts). */
-export function sign (secret: string, body: Buffer | string): string {
-  return 'sha256=' + createHmac('sha256', secret).update(body).digest('hex')
-}
 
 /** The signature a purge webhook sends: HMAC-SHA256 of `<timestamp>.<raw body>`, as `sha256=<hex>`. */
 export function signPurge (secret: string, timestamp: number | string, body: Buffer | string): string {

@@ -3,9 +3,9 @@
  * the `PURGE` method on the public listener (as in Varnish and Squid), off unless
  * `purgeMethod.enabled`, and only from the `purgeMethod.allow` addresses.
  */
-import { BlockList, isIPv6 } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { single } from '../cache/headers.ts'
+import { addressMatcher } from '../config/address-range.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { AdminConfig, GatewayConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
@@ -67,26 +67,8 @@ export interface PurgeMethodOptions {
   onError: (err: unknown) => void
 }
 
-const allowLists = new WeakMap<readonly string[], BlockList>()
-function allowList (addresses: readonly string[]): BlockList {
-  let list = allowLists.get(addresses)
-  if (list === undefined) {
-    list = new BlockList()
-    for (const a of addresses) list.addAddress(a, isIPv6(a) ? 'ipv6' : 'ipv4')
-    allowLists.set(addresses, list)
-  }
-  return list
-}
-
-/** Whether a client address is in the allow list (IPv4-mapped IPv6 addresses count as IPv4). */
 export function addressAllowed (addresses: readonly string[], ip: string): boolean {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)
-  const address = mapped?.[1] ?? ip
-  try {
-    return allowList(addresses).check(address, isIPv6(address) ? 'ipv6' : 'ipv4')
-  } catch {
-    return false
-  }
+  return addressMatcher(addresses)(ip)
 }
 
 /**

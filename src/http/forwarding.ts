@@ -12,9 +12,8 @@
  * `trustedProxies`.
  */
 import type { IncomingHttpHeaders } from 'node:http'
-import { BlockList } from 'node:net'
 import { single, withoutHopByHop } from '../cache/headers.ts'
-import { parseAddressRange } from '../config/address-range.ts'
+import { addressMatcher } from '../config/address-range.ts'
 import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import { VIA } from './respond.ts'
 
@@ -49,18 +48,9 @@ const policies = new WeakMap<Pick<GatewayConfig, 'trustedProxies' | 'stripHeader
 export function forwardingPolicy (config: Pick<GatewayConfig, 'trustedProxies' | 'stripHeaders'>): ForwardingPolicy {
   let policy = policies.get(config)
   if (policy === undefined) {
-    const list = new BlockList()
-    for (const text of config.trustedProxies) {
-      const range = parseAddressRange(text)
-      // Validated at load; a value that slipped through trusts nobody rather than throwing here.
-      if ('expected' in range) continue
-      list.addSubnet(range.address, range.prefix, range.family)
-    }
-    const none = config.trustedProxies.length === 0
     policy = {
       strip: new Set([...UNKEYED_HEADERS, ...config.stripHeaders]),
-      // BlockList matches an IPv4-mapped peer (::ffff:10.0.0.1) against IPv4 ranges too.
-      trusted: (peer) => !none && peer !== '' && list.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4')
+      trusted: addressMatcher(config.trustedProxies)
     }
     policies.set(config, policy)
   }

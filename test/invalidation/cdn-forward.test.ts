@@ -5,7 +5,7 @@
  * records the delay and returns at once.
  */
 import t, { type Test } from 'tap'
-import { sign } from '../../src/http/admin-auth.ts'
+import { signBody } from '../../src/invalidation/cdn/webhook.ts'
 import { Fastly } from '../../src/invalidation/cdn/fastly.ts'
 import { withGateway, type GatewayHandle } from '../helpers/gateway.ts'
 import { startOrigin } from '../helpers/origin.ts'
@@ -221,7 +221,7 @@ t.test('webhook: a JSON purge description signed like cachegate\'s own webhooks'
   t.match(res.body.cdn, [{ cdn: 'downstream', provider: 'webhook', state: 'done', batches: 1 }])
   const call = api.calls[0]
   t.equal(call?.url, '/purge-hook')
-  t.equal(call?.headers['x-cachegate-signature'], sign('hook-secret', call?.body ?? ''))
+  t.equal(call?.headers['x-cachegate-signature'], signBody('hook-secret', call?.body ?? ''))
   t.match(json(call?.body ?? ''), { cdn: 'downstream', kind: 'tags', items: ['a', 'b'], soft: true, id: String, at: '2026-01-01T00:00:00.000Z' })
 })
 

@@ -10,6 +10,11 @@ import { chunk, type ApiOutcome, type ApiRequest, type Batch, type CdnProvider, 
 
 export const WEBHOOK_MAX_ITEMS = 256
 
+/** HMAC-SHA256 of a body, as `sha256=<hex>`: the X-Cachegate-Signature of an outgoing webhook. */
+export function signBody (secret: string, body: Buffer | string): string {
+  return 'sha256=' + createHmac('sha256', secret).update(body).digest('hex')
+}
+
 type Config = Extract<CdnConfig, { provider: 'webhook' }>
 
 export class Webhook implements CdnProvider {
@@ -32,7 +37,7 @@ export class Webhook implements CdnProvider {
   request (batch: Batch, context: RequestContext): ApiRequest {
     const body = JSON.stringify({ cdn: this.#c.name, id: context.batchId, kind: batch.kind, items: batch.items, soft: batch.soft, at: new Date(context.now).toISOString() })
     const headers: Record<string, string> = { 'content-type': 'application/json' }
-    if (this.#c.secret !== undefined) headers['x-cachegate-signature'] = 'sha256=' + createHmac('sha256', this.#c.secret).update(body).digest('hex')
+    if (this.#c.secret !== undefined) headers['x-cachegate-signature'] = signBody(this.#c.secret, body)
     return { method: 'POST', url: this.#c.apiBase, headers, body }
   }
 
