@@ -24,6 +24,15 @@ export function parseVary (value: string | readonly string[] | undefined): strin
 const TOKEN_LISTS = new Set(['accept', 'accept-encoding', 'accept-language', 'accept-charset'])
 
 /**
+ * A qvalue (RFC 9110 §12.4.2) as a number, or undefined when it is not one. Only a valid
+ * qvalue is read: Number() would turn "" into 0 and "0x1" into 1, merging invalid values with
+ * valid ones an origin may treat apart.
+ */
+export function qvalue (raw: string): number | undefined {
+  return /^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$/.test(raw) ? Number(raw) : undefined
+}
+
+/**
  * Normalizes a list of `token;param=value;q=0.5` items (Accept, Accept-Encoding,
  * Accept-Language): lower-case, whitespace removed, q=1 dropped (it is the default),
  * q written without trailing zeros, items in canonical (sorted) order.
@@ -38,13 +47,11 @@ function normalizeTokenList (value: string): string {
     for (const p of parts.slice(1)) {
       if (p === '') continue
       if (p.startsWith('q=')) {
-        // Only a valid qvalue (RFC 9110 §12.4.2) is rewritten: Number() would turn "q=" into 0
-        // and "q=0x1" into 1, merging invalid values with valid ones an origin may treat apart.
-        const raw = p.slice(2)
-        if (!/^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$/.test(raw)) {
+        const q = qvalue(p.slice(2))
+        if (q === undefined) {
           params.push(p)
-        } else if (Number(raw) !== 1) {
-          params.push(`q=${Number(raw)}`)
+        } else if (q !== 1) {
+          params.push(`q=${q}`)
         }
       } else {
         params.push(p)

@@ -487,7 +487,8 @@ function buildRoute (route: RouteFile, index: number): RouteConfig {
     ttlJitter: toDecimalNumber(filled.ttlJitter),
     refreshAhead: toFlag(filled.refreshAhead),
     implicitCachingWithCookies: toFlag(filled.implicitCachingWithCookies),
-    ignoreClientNoCache: toFlag(filled.ignoreClientNoCache)
+    ignoreClientNoCache: toFlag(filled.ignoreClientNoCache),
+    languageSelection: toFlag(filled.languageSelection)
   }
 }
 

@@ -334,7 +334,8 @@ export const RouteSchema = Type.Object({
   ttlJitter: withDefault(Percent(), 0),
   refreshAhead: withDefault(Flag(), false),
   implicitCachingWithCookies: withDefault(Flag(), false),
-  ignoreClientNoCache: withDefault(Flag(), false)
+  ignoreClientNoCache: withDefault(Flag(), false),
+  languageSelection: withDefault(Flag(), true)
 }, closed)
 
 /** The default `redactQueryParams`: query parameters named like credentials (src/observability/redact.ts). */

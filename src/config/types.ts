@@ -75,6 +75,11 @@ export interface RouteConfig {
   implicitCachingWithCookies: boolean
   /** Serve from cache despite the client's no-cache, Pragma: no-cache and max-age=0, as CDNs do. */
   ignoreClientNoCache: boolean
+  /**
+   * A request whose Accept-Language variant is missing may be answered by the response stored
+   * with `Content-Language` equal to its single first language (src/cache/language.ts).
+   */
+  languageSelection: boolean
 }
 
 export interface RedisConfig {

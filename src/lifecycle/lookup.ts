@@ -1,9 +1,13 @@
 /**
  * Finding the stored response for a request: the URL's lookup (its Vary record and, without
  * Vary, its entry), then the variant this request selects, verified against the URL and the
- * variant values it was stored for. A store failure is a miss with a Cache-Status detail.
+ * variant values it was stored for; when that variant is missing, the variant of the request's
+ * first language (route option languageSelection, cache/language.ts). A store failure is a
+ * miss with a Cache-Status detail.
  */
-import { NO_VARIANT, type CacheKey } from '../cache/key.ts'
+import type { CacheEntry } from '../cache/entry.ts'
+import { NO_VARIANT, type CacheKey, type VariantId } from '../cache/key.ts'
+import { languageFallback, speaks } from '../cache/language.ts'
 import { outlived } from '../cache/policy.ts'
 import { mergeSpec, sameVariant, variantId, variantValues } from '../cache/vary.ts'
 import type { Clock } from '../clock.ts'
@@ -12,6 +16,7 @@ import type { Store } from '../store/store.ts'
 import type { CacheRequest, Found } from './types.ts'
 
 export type Lookup = NonNullable<CacheRequest['lookup']>
+type VariantValues = Readonly<Record<string, string | null>>
 
 export interface FinderOptions {
   store: Pick<Store, 'lookup' | 'getVariant'>
@@ -43,19 +48,37 @@ export class Finder {
     const spec = mergeSpec(route.key.headers, route.key.cookies, lookup.vary)
     const values = variantValues(spec, req.forward)
     const variant = variantId(values)
-    let entry = variant === NO_VARIANT ? lookup.entry : null
-    if (variant !== NO_VARIANT) {
-      try {
-        entry = await this.#o.store.getVariant(req.key, variant)
-      } catch (err) {
-        this.#o.onStoreError('get', err)
-        return { entry: null, vary: lookup.vary, variant, values, storeDetail: storeDetail(err) }
+    const read = variant === NO_VARIANT ? { entry: this.#usable(req, lookup.entry, values) } : await this.#read(req, variant, values)
+    if ('error' in read) return { entry: null, vary: lookup.vary, variant, values, storeDetail: storeDetail(read.error) }
+    const alias = read.entry === null && route.languageSelection ? languageFallback(spec, values, req.forward) : undefined
+    if (alias !== undefined) {
+      // The request's own variant is missing: the response stored for its first language
+      // (cache/language.ts), only while the entry there still says it is in that language.
+      const aliasVariant = variantId(alias.values)
+      const other = await this.#read(req, aliasVariant, alias.values)
+      if ('error' in other) return { entry: null, vary: lookup.vary, variant, values, storeDetail: storeDetail(other.error) }
+      if (other.entry !== null && speaks(other.entry.headers, alias.tag)) {
+        return { entry: other.entry, vary: lookup.vary, variant: aliasVariant, values: alias.values, storeDetail: undefined }
       }
     }
+    return { entry: read.entry, vary: lookup.vary, variant, values, storeDetail: undefined }
+  }
+
+  /** One variant's stored entry, if it may answer for `values`; a store failure is reported and returned. */
+  async #read (req: CacheRequest, variant: VariantId, values: VariantValues): Promise<{ entry: CacheEntry | null } | { error: unknown }> {
+    try {
+      return { entry: this.#usable(req, await this.#o.store.getVariant(req.key, variant), values) }
+    } catch (error) {
+      this.#o.onStoreError('get', error)
+      return { error }
+    }
+  }
+
+  /** The entry unless it was stored for another URL or another variant, or has outlived its retention. */
+  #usable (req: CacheRequest, entry: CacheEntry | null, values: VariantValues): CacheEntry | null {
     // Never answer with a response stored for another URL or another variant.
-    if (entry !== null && (entry.url !== req.key || !sameVariant(entry.vary, values))) entry = null
-    if (entry !== null && outlived(entry, this.#o.clock.now(), route.keep)) entry = null
-    return { entry, vary: lookup.vary, variant, values, storeDetail: undefined }
+    if (entry === null || entry.url !== req.key || !sameVariant(entry.vary, values)) return null
+    return outlived(entry, this.#o.clock.now(), req.route.keep) ? null : entry
   }
 
   /**

@@ -9,6 +9,7 @@ import type { CacheEntry } from '../cache/entry.ts'
 import { retention } from '../cache/freshness.ts'
 import { single } from '../cache/headers.ts'
 import type { CacheKey, VariantId } from '../cache/key.ts'
+import { languageAlias } from '../cache/language.ts'
 import { prepareEntry } from '../cache/prepare.ts'
 import { REQUEST_SCOPED } from '../cache/storable.ts'
 import { mergeSpec, variantId, variantValues } from '../cache/vary.ts'
@@ -136,9 +137,16 @@ export class StoreWriter {
     const jitter = req.route.ttlJitter
     // TTL jitter only shortens: entries stored together do not all expire together.
     const meta = jitter > 0 ? { ...prepared.meta, freshness: Math.floor(prepared.meta.freshness * (1 - this.#o.random() * jitter / 100)) } : prepared.meta
+    // Language selection (cache/language.ts): also stored as the variant of its Content-Language.
+    // The alias is one of the URL's variants for the cap, so a cap of 1 leaves no room for it.
+    const alias = req.route.languageSelection && this.#o.cache.maxVariants > 1 ? languageAlias(spec, values, head.headers) : undefined
     const write = (async () => {
       const end = await flight.end
-      const put = end.complete && end.body !== undefined && await this.put(req.key, variantId(values), { ...meta, body: end.body, vary: values }, req.route.keep)
+      const entry = end.complete && end.body !== undefined ? { ...meta, body: end.body, vary: values } : undefined
+      // The alias before the response's own variant, so that the cap, which drops the least
+      // recently stored, drops the alias first.
+      if (entry !== undefined && alias !== undefined) await this.put(req.key, variantId(alias), { ...entry, vary: alias }, req.route.keep)
+      const put = entry !== undefined && await this.put(req.key, variantId(values), entry, req.route.keep)
       if (!put) {
         const why = !end.complete ? 'body-incomplete' : end.body === undefined ? 'too-large' : 'store-failed'
         this.#o.decisions.record(req.key, { ...decision, stored: false, detail: why }, values)

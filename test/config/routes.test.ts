@@ -24,7 +24,8 @@ function route (name: string, host: string | undefined, path: string): RouteConf
     ttlJitter: 0,
     refreshAhead: false,
     implicitCachingWithCookies: false,
-    ignoreClientNoCache: false
+    ignoreClientNoCache: false,
+    languageSelection: true
   }
 }
 

@@ -75,3 +75,40 @@ t.test('concurrent second looks at one URL share one store lookup', async (t) =>
   await finder.lookAgain(p.request('/d'))
   t.equal(lookups, 2, 'a later look asks again')
 })
+
+t.test('a request whose variant is missing is answered from its first language\'s variant, named as that variant', async (t) => {
+  const p = parts(t, 'http://127.0.0.1:9')
+  const finder = new Finder({ store: p.store, clock: p.clock, onStoreError: () => {} })
+  const de = { 'accept-language': 'de' }
+  const stored = { ...entry('http://gateway.test/l', de, 'deutsch', p.clock.now()), headers: { vary: 'accept-language', 'content-language': 'de' } }
+  await p.store.put(key('http://gateway.test/l'), variantId(de), stored, { ttlMs: 60_000, maxVariants: 4 })
+  const found = await finder.find(p.request('/l', { 'accept-language': 'fr;q=0.5, de' }))
+  t.equal(found.entry?.body.toString(), 'deutsch')
+  t.equal(found.variant, variantId(de), 'revalidation and refresh address the alias')
+  t.same(found.values, de)
+  const off = parts(t, 'http://127.0.0.1:9', { languageSelection: false })
+  const offFinder = new Finder({ store: p.store, clock: p.clock, onStoreError: () => {} })
+  const missed = await offFinder.find(off.request('/l', { 'accept-language': 'fr;q=0.5, de' }))
+  t.equal(missed.entry, null, 'not with languageSelection: false')
+  t.equal(missed.variant, variantId({ 'accept-language': 'de,fr;q=0.5' }), 'the request\'s own variant')
+})
+
+t.test('a failed look at the first language\'s variant is a miss named store-unavailable, reported', async (t) => {
+  const p = parts(t, 'http://127.0.0.1:9')
+  const errors: string[] = []
+  const asked: VariantId[] = []
+  const failing: Pick<Store, 'lookup' | 'getVariant'> = {
+    lookup: async () => ({ vary: ['accept-language'], entry: null }),
+    getVariant: async (_url, variant) => {
+      asked.push(variant)
+      if (asked.length > 1) throw Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })
+      return null
+    }
+  }
+  const finder = new Finder({ store: failing, clock: p.clock, onStoreError: (op) => errors.push(op) })
+  const found = await finder.find(p.request('/l', { 'accept-language': 'fr;q=0.5, de' }))
+  t.same([found.entry, found.storeDetail], [null, 'store-unavailable'])
+  t.equal(found.variant, variantId({ 'accept-language': 'de,fr;q=0.5' }), 'the request\'s own variant')
+  t.same(asked, [variantId({ 'accept-language': 'de,fr;q=0.5' }), variantId({ 'accept-language': 'de' })])
+  t.same(errors, ['get'])
+})
