@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream'
 import { Dispatcher, Pool, errors as undiciErrors } from 'undici'
 import type { RouteConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
+import { dropUnsolicitedContinue } from './interim-filter.ts'
 
 export interface OriginRequest {
   method: string
@@ -29,6 +30,20 @@ export interface OriginResponse {
 }
 
 const RETRYABLE = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'UND_ERR_SOCKET', 'ECONNABORTED'])
+
+/**
+ * Every origin connection is made here: its reads drop unsolicited 100 (Continue) responses
+ * (interim-filter.ts), which needs one request at a time on a connection (pipelining 1).
+ */
+function originPool (origin: string, options: { connections?: number, connectTimeout?: number, headersTimeout?: number, bodyTimeout?: number } = {}): Pool {
+  const { connectTimeout, ...rest } = options
+  return new Pool(origin, {
+    ...rest,
+    pipelining: 1,
+    connect: dropUnsolicitedContinue(connectTimeout !== undefined ? { timeout: connectTimeout } : {}),
+    keepAliveTimeout: 4_000
+  })
+}
 
 /** Adapts a caller's interim-response callback to undici's onInfo; a throwing callback cannot break the fetch. */
 function interimRelay (onInfo: (status: number, headers: Record<string, string | string[]>) => void): NonNullable<Dispatcher.RequestOptions['onInfo']> {
@@ -132,7 +147,7 @@ export class OriginClient {
       if (existing !== undefined) return existing
       let other = this.#others.get(origin)
       if (other === undefined) {
-        other = new Pool(origin)
+        other = originPool(origin)
         this.#others.set(origin, other)
       }
       return other
@@ -156,12 +171,11 @@ export class OriginClient {
     if (pool === undefined) {
       // A Pool takes an origin only: a base path in the route's origin (http://host/base) is
       // prefixed to each request's path instead (originPath), never given to the Pool.
-      pool = new Pool(new URL(route.origin).origin, {
+      pool = originPool(new URL(route.origin).origin, {
         connections: route.maxConnections,
-        connect: { timeout: route.timeouts.connect },
+        connectTimeout: route.timeouts.connect,
         headersTimeout: route.timeouts.headers,
-        bodyTimeout: route.timeouts.body,
-        keepAliveTimeout: 4_000
+        bodyTimeout: route.timeouts.body
       })
       this.#pools.set(key, pool)
     }
