@@ -283,6 +283,7 @@ export async function createGateway (options: GatewayOptions): Promise<Gateway> 
     routes: () => routes,
     readThrough,
     origin,
+    clock,
     invalidate,
     onOutcome,
     onError: (err, context) => logger.error({ err, context }, 'unexpected error'),

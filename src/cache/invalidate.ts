@@ -23,25 +23,31 @@ export function invalidationTargets (
 ): CacheKey[] {
   if (!isUnsafe(method) || status < 200 || status >= 400) return []
   const out = new Set<CacheKey>([target])
-  // cache/ does not throw: a key WHATWG URL refuses (a host with a stray '%') still invalidates itself.
-  let origin: string
-  try {
-    origin = new URL(target).origin
-  } catch {
-    return [target]
-  }
   for (const field of ['location', 'content-location'] as const) {
     const value = single(responseHeaders[field])
     if (value === undefined) continue
-    let absolute: URL
-    try {
-      absolute = new URL(value, target)
-    } catch {
-      continue
-    }
-    if (absolute.origin !== origin) continue
-    const n = normalizeAbsoluteUrl(absolute.href, ignore)
-    if (n.ok) out.add(n.key)
+    const key = sameOriginKey(value, target, ignore)
+    if (key !== undefined) out.add(key)
   }
   return [...out]
+}
+
+/**
+ * The key of a URI reference from a response (Location, Content-Location) resolved against
+ * the request's key, normalized as request keys are; undefined when it names another origin
+ * (§4.4: a cache must not act on another origin's URIs) or does not parse. cache/ does not
+ * throw: a key WHATWG URL refuses (a host with a stray '%') resolves nothing.
+ */
+export function sameOriginKey (reference: string, target: CacheKey, ignore?: (name: string) => boolean): CacheKey | undefined {
+  let base: URL
+  let absolute: URL
+  try {
+    base = new URL(target)
+    absolute = new URL(reference, base)
+  } catch {
+    return undefined
+  }
+  if (absolute.origin !== base.origin) return undefined
+  const n = normalizeAbsoluteUrl(absolute.href, ignore)
+  return n.ok ? n.key : undefined
 }

@@ -111,7 +111,7 @@ export function sharedWithCredentials (response: Directives): boolean {
 }
 
 /** §4.2.1: the response states its own freshness (s-maxage, max-age, or Expires unless targeted). */
-function explicitFreshness (headers: IncomingHeaders, response: Directives, targeted: boolean): boolean {
+export function explicitFreshness (headers: IncomingHeaders, response: Directives, targeted: boolean): boolean {
   return response.has('s-maxage') || response.has('max-age') || (!targeted && headers.expires !== undefined)
 }
 

@@ -476,6 +476,7 @@ function buildRoute (route: RouteFile, index: number): RouteConfig {
     keepTagHeaders: toFlag(filled.keepTagHeaders),
     ...(filled.tagHeader !== undefined ? { tagHeader: filled.tagHeader } : {}),
     storeContentTypes: filled.storeContentTypes.map((type) => type.toLowerCase()),
+    storePostResponses: toFlag(filled.storePostResponses),
     timeouts: {
       connect: ms(timeouts.connect),
       headers: ms(timeouts.headers),

@@ -328,6 +328,7 @@ export const RouteSchema = Type.Object({
   keepTagHeaders: withDefault(Flag(), false),
   tagHeader: Type.Optional(Type.Unsafe<TagHeader>(Type.Union(TAG_HEADERS.map((n) => Type.Literal(n)), { expected: `one of ${TAG_HEADERS.join(', ')}` }))),
   storeContentTypes: withDefault(Type.Array(ContentTypePrefix(), { expected: 'a list of content types' }), []),
+  storePostResponses: withDefault(Flag(), true),
   timeouts: Type.Optional(TimeoutsSchema),
   maxConnections: withDefault(Count(), 128),
   l1: withDefault(Flag(), false),

@@ -59,6 +59,11 @@ export interface RouteConfig {
   tagHeader?: TagHeader
   /** Content-Type prefixes the route may store (web cache deception guard); empty: any. */
   storeContentTypes: readonly string[]
+  /**
+   * Keep a POST response that names its own URL in Content-Location and has explicit freshness
+   * as that URL's GET response (RFC 9110 §9.3.3, src/cache/post-as-get.ts).
+   */
+  storePostResponses: boolean
   timeouts: OriginTimeouts
   /** Most concurrent connections to this origin. */
   maxConnections: number

@@ -11,6 +11,7 @@ import { formatCacheStatus, type CacheStatus } from '../cache/cache-status.ts'
 import { single } from '../cache/headers.ts'
 import { invalidationTargets, isUnsafe } from '../cache/invalidate.ts'
 import type { CacheKey } from '../cache/key.ts'
+import type { Clock } from '../clock.ts'
 import { hostFields, ignoreFor, requestScheme, resolveRequest } from './request-fields.ts'
 import type { RouteMatcher } from '../config/routes.ts'
 import type { GatewayConfig, RouteConfig } from '../config/types.ts'
@@ -28,6 +29,8 @@ export interface ProxyDeps {
   routes: () => RouteMatcher
   readThrough: ReadThrough
   origin: OriginClient
+  /** Times a POST's origin request (RFC 9111 §4.2.3), for a response kept as its URL's GET response. */
+  clock: Clock
   /** Invalidates stored URLs (RFC 9111 §4.4) after a successful unsafe method. */
   invalidate: (keys: CacheKey[]) => Promise<void>
   onOutcome: (o: RequestOutcome) => void
@@ -225,6 +228,7 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
     const passStatus: CacheStatus = route.enabled ? { fwd: 'method' } : { fwd: 'bypass', detail: 'route-disabled' }
     state.cacheStatus = passStatus
     const target = route.origin + normalized.pathAndQuery
+    const requestTime = deps.clock.now()
     return await reply.from(target, {
       // No retries here: reply-from would otherwise retry a GET answered 503 up to ten times.
       retryDelay: () => null,
@@ -239,16 +243,34 @@ export async function proxyPlugin (app: FastifyInstance, deps: ProxyDeps): Promi
           res.stream.destroy()
           return
         }
+        const responseTime = deps.clock.now()
         state.originStatus = res.statusCode
         deps.onEvent?.({ type: 'origin', route: route.name, status: res.statusCode, seconds: rep.elapsedTime / 1000 })
         const status = res.statusCode
         rep.header('cache-status', formatCacheStatus({ ...passStatus, fwdStatus: status }))
         if (isUnsafe(method) && status >= 200 && status < 400) {
           const keys = invalidationTargets(method, status, normalized.key, res.headers, ignoreFor(route))
+          // After the invalidation, never before: a POST's response may become the URL's GET response.
+          const send = (): void => {
+            if (method !== 'POST') {
+              rep.send(res.stream)
+              return
+            }
+            const headers = res.headers as Record<string, string | string[]>
+            const kept = deps.readThrough.adoptPost({ route, key: normalized.key, headers: request.headers, forward }, { res: { status, headers, body: res.stream }, requestTime, responseTime })
+            rep.header('cache-status', formatCacheStatus({ ...passStatus, fwdStatus: status, ...kept.cacheStatus }))
+            rep.send(kept.body)
+          }
           // §4.4: invalidate before the client sees the answer, so its next read is not stale.
-          deps.invalidate(keys).then(() => { rep.send(res.stream) }, (err: unknown) => {
+          // When the invalidation failed, nothing is stored either (the old entries may remain).
+          deps.invalidate(keys).then(send, (err: unknown) => {
             deps.onError(err, 'invalidate')
             rep.send(res.stream)
+          }).catch((err: unknown) => {
+            // Nothing may escape as an unhandled rejection: that would end the process.
+            deps.onError(err, 'request')
+            res.stream.destroy()
+            if (!rep.sent) sendError(rep as FastifyReply, new GatewayError('CG_ERR_INTERNAL'), passStatus)
           })
           return
         }

@@ -21,12 +21,13 @@ import type { Bus } from '../coordination/bus.ts'
 import type { Locks } from '../coordination/locks.ts'
 import type { BoundedMapStats } from '../bounded-map.ts'
 import { forFetch, gatewayError, onlyIfCached, passedOutcome, staleAnswer, staleOrError } from './answers.ts'
-import { Coalescer, Flight, type FlightHead } from './coalesce.ts'
+import { Coalescer, Flight, type Fetched, type FlightHead } from './coalesce.ts'
 import { ConditionalMisses, isConditional } from './conditional-miss.ts'
 import { DecisionLog } from './explain.ts'
 import { FillCoordinator, type FillResult } from './fill.ts'
 import { Finder } from './lookup.ts'
 import { OriginFetcher } from './origin-fetch.ts'
+import { adoptPost, type AdoptedPost, type PostRequest } from './post-store.ts'
 import { Refresher } from './refresh.ts'
 import { Revalidator } from './revalidate.ts'
 import { StoreWriter } from './store-writer.ts'
@@ -115,6 +116,11 @@ export class ReadThrough {
    */
   async refresh (route: RouteConfig, key: CacheKey, path: string): Promise<boolean> {
     return await this.#refresher.refetch(route, key, path)
+  }
+
+  /** A POST's response, once its §4.4 invalidation is done: kept as its URL's GET response when it qualifies (post-store.ts). */
+  adoptPost (req: PostRequest, fetched: Fetched): AdoptedPost {
+    return adoptPost({ writer: this.#writer, maxObjectSize: this.#o.cache.maxObjectSize }, req, fetched)
   }
 
   /** Subscribes to fill messages; call once before serving. */

@@ -10,7 +10,8 @@ import { retention } from '../cache/freshness.ts'
 import { single } from '../cache/headers.ts'
 import type { CacheKey, VariantId } from '../cache/key.ts'
 import { languageAlias } from '../cache/language.ts'
-import { prepareEntry } from '../cache/prepare.ts'
+import { preparePost } from '../cache/post-as-get.ts'
+import { prepareEntry, type OriginAnswer } from '../cache/prepare.ts'
 import { REQUEST_SCOPED } from '../cache/storable.ts'
 import { mergeSpec, variantId, variantValues } from '../cache/vary.ts'
 import type { CacheConfig } from '../config/types.ts'
@@ -43,7 +44,7 @@ export type Admission =
   | { kind: 'bypassed', values: Record<string, string | null> }
 
 export interface AdmitContext {
-  req: CacheRequest
+  req: Pick<CacheRequest, 'route' | 'key' | 'headers' | 'forward'>
   directives: Directives
   head: FlightHead
   flight: Flight
@@ -51,6 +52,16 @@ export interface AdmitContext {
   bypassed: boolean
   /** When the miss started: a refusal of the URL's own marks it uncacheable from then on. */
   now: number
+  /**
+   * The response answered a POST: stored as the GET response of the URL only on the terms of
+   * cache/post-as-get.ts, and a refusal says nothing about the URL's GET responses.
+   */
+  post?: boolean
+}
+
+/** A flight's response to a request, as the decisions in cache/ take it (prepareEntry, preparePost). */
+export function originAnswer (req: AdmitContext['req'], directives: Directives, head: FlightHead, method = 'GET'): OriginAnswer {
+  return { url: req.key, method, requestHeaders: req.headers, request: directives, status: head.status, headers: head.headers, requestTime: head.requestTime, responseTime: head.responseTime }
 }
 
 export class StoreWriter {
@@ -97,17 +108,9 @@ export class StoreWriter {
    * Decides whether the response a flight leads may be stored, records why (GET /explain), and
    * when it may, writes it once the flight's body has ended complete (a task tests await).
    */
-  admit ({ req, directives, head, flight, bypassed, now }: AdmitContext): Admission {
-    const prepared = prepareEntry({
-      url: req.key,
-      method: 'GET',
-      requestHeaders: req.headers,
-      request: directives,
-      status: head.status,
-      headers: head.headers,
-      requestTime: head.requestTime,
-      responseTime: head.responseTime
-    }, req.route)
+  admit ({ req, directives, head, flight, bypassed, now, post = false }: AdmitContext): Admission {
+    const answer = originAnswer(req, directives, head, post ? 'POST' : 'GET')
+    const prepared = post ? preparePost(answer, req.route) : prepareEntry(answer, req.route)
 
     const declared = Number(single(head.headers['content-length']))
     let detail = prepared.storable ? undefined : prepared.detail
@@ -128,7 +131,7 @@ export class StoreWriter {
       // this request (credentials, request no-store), an origin error or a body too large
       // neither marks the URL uncacheable nor deletes the stored response others rely on
       // (a failed revalidation leaves it for stale-if-error).
-      const aboutUrl = detail !== 'too-large' && !REQUEST_SCOPED.has(detail) && head.status < 500
+      const aboutUrl = !post && detail !== 'too-large' && !REQUEST_SCOPED.has(detail) && head.status < 500
       // The next burst does not queue behind a fetch that cannot be shared (hit-for-miss).
       if (aboutUrl) this.markUncacheable(req.key, now)
       return { kind: 'refused', detail, aboutUrl, values }

@@ -43,6 +43,7 @@ const defaultRoute: RouteConfig = {
   downstreamCacheControl: undefined,
   keepTagHeaders: false,
   storeContentTypes: [],
+  storePostResponses: true,
   timeouts: { connect: 5000, headers: 30_000, body: 30_000 },
   maxConnections: 128,
   l1: false,
@@ -118,6 +119,7 @@ t.test('a file setting every key gets exactly those values, normalized', async (
         downstreamCacheControl: 'public, max-age=60',
         keepTagHeaders: true,
         storeContentTypes: ['application/json', 'text/'],
+        storePostResponses: false,
         timeouts: { connect: 2000, headers: 10_000, body: 60_000, total: 300_000 },
         maxConnections: 16,
         l1: true,
@@ -273,7 +275,7 @@ t.test('unknown keys are errors at every level, with the allowed keys and a near
     'routes.yaml:1:1: colour: unknown key (allowed: listen, admin, redis, cache, limits, purgeMethod, shutdownTimeout, trustedProxies, stripHeaders, redactQueryParams, cdn, webhooks, routes)',
     'routes.yaml:2:10: cache.maxVariant: unknown key, did you mean "maxVariants"? (allowed: memoryMaxBytes, maxObjectSize, maxVariants, l1MaxBytes, l1MaxTtl, coalesceWait, hitForMiss)',
     'routes.yaml:3:28: redis.db: unknown key (allowed: url, cluster, keyPrefix, commandTimeout, writeTimeout, breaker)',
-    'routes.yaml:6:5: routes[0].maxttl: unknown key, did you mean "maxTtl"? (allowed: name, host, path, origin, enabled, defaultTtl, maxTtl, key, staleWhileRevalidate, staleIfError, keep, downstreamCacheControl, keepTagHeaders, tagHeader, storeContentTypes, timeouts, maxConnections, l1, ttlJitter, refreshAhead, implicitCachingWithCookies, ignoreClientNoCache, languageSelection)',
+    'routes.yaml:6:5: routes[0].maxttl: unknown key, did you mean "maxTtl"? (allowed: name, host, path, origin, enabled, defaultTtl, maxTtl, key, staleWhileRevalidate, staleIfError, keep, downstreamCacheControl, keepTagHeaders, tagHeader, storeContentTypes, storePostResponses, timeouts, maxConnections, l1, ttlJitter, refreshAhead, implicitCachingWithCookies, ignoreClientNoCache, languageSelection)',
     'routes.yaml:7:12: routes[0].key.query: unknown key (allowed: ignoreQuery, headers, cookies)',
     'routes.yaml:8:17: routes[0].timeouts.idle: unknown key (allowed: connect, headers, body, total)'
   ])
@@ -298,7 +300,7 @@ t.test('all problems are reported at once, in file order', async (t) => {
   t.strictSame(problems, [
     'routes.yaml:1:17: listen.port: expected a port number 0-65535, got -1',
     'routes.yaml:4:13: routes[0].maxTtl: expected a duration such as "10m", got "ten"',
-    'routes.yaml:5:5: routes[0].colour: unknown key (allowed: name, host, path, origin, enabled, defaultTtl, maxTtl, key, staleWhileRevalidate, staleIfError, keep, downstreamCacheControl, keepTagHeaders, tagHeader, storeContentTypes, timeouts, maxConnections, l1, ttlJitter, refreshAhead, implicitCachingWithCookies, ignoreClientNoCache, languageSelection)',
+    'routes.yaml:5:5: routes[0].colour: unknown key (allowed: name, host, path, origin, enabled, defaultTtl, maxTtl, key, staleWhileRevalidate, staleIfError, keep, downstreamCacheControl, keepTagHeaders, tagHeader, storeContentTypes, storePostResponses, timeouts, maxConnections, l1, ttlJitter, refreshAhead, implicitCachingWithCookies, ignoreClientNoCache, languageSelection)',
     'routes.yaml:6:13: routes[1].origin: expected an http(s) URL, got "ftp://x"',
     'routes.yaml:7:13: routes[2].origin: environment variable MISSING is not set (write ${MISSING:-default} to give a default)'
   ])

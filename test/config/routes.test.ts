@@ -23,6 +23,7 @@ function route (name: string, host: string | undefined, path: string): RouteConf
     l1: false,
     ttlJitter: 0,
     refreshAhead: false,
+    storePostResponses: true,
     implicitCachingWithCookies: false,
     ignoreClientNoCache: false,
     languageSelection: true
