@@ -88,7 +88,8 @@ function parserError (code: string, what: string): Error {
 /**
  * The byte filter of one connection, without the socket: expect() marks where a response
  * starts, read() takes each chunk read and emits what undici's parser is to see, end()
- * releases what was held back when the stream ends.
+ * releases what was held back when the stream ends. An error from expect() or read() means
+ * the connection must be destroyed.
  */
 export class InterimFilter {
   #state: State = 'pass'
@@ -106,11 +107,18 @@ export class InterimFilter {
     return this.#state === 'pass'
   }
 
-  /** A request head is about to be written: the next byte read starts its response. */
-  expect (emit: Emit): void {
-    // Nothing is held here with one request at a time; whatever was is the previous response's.
-    this.#release(emit)
+  /**
+   * A request head is about to be written: the next byte read starts its response. Returns an
+   * error when bytes of the previous response are still held (the start of a status line not
+   * yet handed on): with one request at a time that cannot happen, and handing them to the
+   * parse of this request's response would answer it with another response's bytes, so the
+   * connection must be destroyed. They are discarded, never emitted.
+   */
+  expect (): Error | undefined {
+    const held = this.#held.reduce((n, bytes) => n + bytes.length, 0)
+    this.#held = []
     this.#restart()
+    return held === 0 ? undefined : parserError('HPE_INVALID_CONSTANT', `a request sent with ${held} bytes of the previous response unparsed`)
   }
 
   /**
@@ -242,7 +250,10 @@ function filterInterim (socket: Socket): void {
     }
     return pushed
   }
-  expectations.set(socket, () => filter.expect(emit))
+  expectations.set(socket, () => {
+    const broken = filter.expect()
+    if (broken !== undefined) socket.destroy(broken)
+  })
 }
 
 /**

@@ -56,11 +56,10 @@ const rows: Row[] = [
 function filtered (chunks: Buffer[], filter = new InterimFilter()): { seen: Buffer, error: Error | undefined } {
   const out: Buffer[] = []
   const emit = (b: Buffer): void => { out.push(b) }
-  filter.expect(emit)
-  let error: Error | undefined
+  let error = filter.expect()
   for (const chunk of chunks) {
-    error = filter.read(chunk, emit)
     if (error !== undefined) break
+    error = filter.read(chunk, emit)
   }
   filter.end(emit)
   return { seen: Buffer.concat(out), error }
@@ -105,7 +104,7 @@ t.test('a body read after the final status line is handed on as the same buffer,
   const filter = new InterimFilter()
   const out: Buffer[] = []
   const emit = (b: Buffer): void => { out.push(b) }
-  filter.expect(emit)
+  filter.expect()
   const head = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 25\r\n\r\n')
   const body = Buffer.from(CONTINUE)
   filter.read(head, emit)
@@ -121,6 +120,24 @@ t.test('each request head starts a new response: a 100 before the second answer 
   t.equal(first.seen.toString(), ok(CONTINUE))
   const second = filtered([Buffer.from(CONTINUE + ok('two'))], filter)
   t.equal(second.seen.toString(), ok('two'))
+})
+
+t.test('bytes of one response still held when the next request starts are never handed to its parse: the connection is to be destroyed', async (t) => {
+  const filter = new InterimFilter()
+  const out: Buffer[] = []
+  const emit = (b: Buffer): void => { out.push(b) }
+  t.equal(filter.expect(), undefined, 'nothing held at the first request')
+  // The start of a status line, cut by the end of a read: held back until the rest comes.
+  t.equal(filter.read(Buffer.from('HTTP/1.1 1'), emit), undefined)
+  t.equal(out.length, 0, 'held')
+  const broken = filter.expect()
+  t.equal(broken?.name, 'HTTPParserError')
+  t.equal((broken as { code?: string } | undefined)?.code, 'HPE_INVALID_CONSTANT')
+  t.match(broken?.message, /10 bytes of the previous response/)
+  filter.end(emit)
+  t.equal(out.length, 0, 'the held bytes went nowhere, not even at the end of the stream')
+  t.equal(filter.expect(), undefined, 'nothing held any more')
+  t.equal(filtered([Buffer.from(CONTINUE + ok('next'))], filter).seen.toString(), ok('next'), 'a new response is filtered from its start')
 })
 
 t.test('a 100 with a bare LF is an HPE_CR_EXPECTED parser error', async (t) => {
