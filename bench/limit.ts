@@ -13,9 +13,11 @@
  *    probe (bench/servers/heap-probe.mjs: GC profiler before/after totals).
  * 3. Heap during a hit soak (default 60 s of wrk load), sampled after a forced GC every 10 s.
  * 4. Stampede: 200 concurrent GETs on one cold key, origin latency 200 ms: client p99 against
- *    origin latency + 30 ms, and the origin's request count for the key.
+ *    origin latency + 30 ms, the origin's request count for the key, and the gateway's CPU time
+ *    per request; with BENCH_STAMPEDE_BASELINE, another build's gateways in the same rounds.
  *
- *   node --import tsx bench/limit.ts      (npm run bench runs it last)
+ *   node --import tsx bench/limit.ts                      (npm run bench runs it last)
+ *   BENCH_ONLY=stampede node --import tsx bench/limit.ts  (the stampede part alone)
  */
 import { writeFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
@@ -26,7 +28,7 @@ import { Pool } from 'undici'
 import { startGateway, summarizeWarnings, type GatewayProc } from './lib/gateway.ts'
 import { isHit, sample, type Sample } from './lib/load.ts'
 import { startOrigin } from './lib/origin.ts'
-import { allowedCpus, freePort, hasTaskset, pinProcessTo, ROOT, spawnNode, startRedis, type Proc } from './lib/processes.ts'
+import { allowedCpus, freePort, hasTaskset, pinProcessTo, ROOT, runSeconds, spawnNode, startRedis, type Proc } from './lib/processes.ts'
 import { envInt, fmt, renderMarkdown, renderText, type Table } from './lib/table.ts'
 import { randomLoad, runAutocannon, wrkAvailable, type RandomLoadResult } from './lib/wrk.ts'
 import type { RecordedResponse } from './servers/response.ts'
@@ -45,11 +47,18 @@ export interface LimitSettings {
   stampedeClients: number
   stampedeDelayMs: number
   stampedeRounds: number
+  /** 'stampede': only part 4 (BENCH_ONLY). */
+  only: 'all' | 'stampede'
+  /** Another cachegate checkout whose gateways run the same stampedes, for a before/after comparison in one run. */
+  stampedeBaseline: string | undefined
 }
 
 export function limitSettings (): LimitSettings {
   const soak = (process.env.BENCH_LIMIT_SOAK_TARGETS ?? 'memory,redis').split(',').map((s) => s.trim()).filter((s) => s !== '')
   for (const s of soak) if (!['memory', 'redis', 'redis-l1'].includes(s)) throw new RangeError(`BENCH_LIMIT_SOAK_TARGETS lists memory, redis, redis-l1; got ${JSON.stringify(s)}`)
+  const only = (process.env.BENCH_ONLY ?? '').trim()
+  if (only !== '' && only !== 'all' && only !== 'stampede') throw new RangeError(`BENCH_ONLY is all or stampede; got ${JSON.stringify(only)}`)
+  const baseline = (process.env.BENCH_STAMPEDE_BASELINE ?? '').trim()
   return {
     durationS: envInt('BENCH_LIMIT_DURATION', 10, 1, 600),
     warmupS: envInt('BENCH_LIMIT_WARMUP', 3, 0, 60),
@@ -61,7 +70,9 @@ export function limitSettings (): LimitSettings {
     soak,
     stampedeClients: envInt('BENCH_LIMIT_STAMPEDE_CLIENTS', 200, 1, 2000),
     stampedeDelayMs: envInt('BENCH_LIMIT_STAMPEDE_DELAY', 200, 0, 10_000),
-    stampedeRounds: envInt('BENCH_LIMIT_STAMPEDE_ROUNDS', 5, 1, 50)
+    stampedeRounds: envInt('BENCH_LIMIT_STAMPEDE_ROUNDS', 5, 1, 50),
+    only: only === 'stampede' ? 'stampede' : 'all',
+    stampedeBaseline: baseline === '' ? undefined : baseline
   }
 }
 
@@ -182,6 +193,9 @@ export async function runLimit (settings: LimitSettings = limitSettings(), log: 
     stops.push(async () => await origin.close())
     const redis = await startRedis(cores.loadgen)
     stops.push(async () => await redis.proc.stop())
+    if (settings.only === 'stampede') {
+      return report(settings, cores, generator, [], new Map(), new Map(), [], await stampedes(settings, cores, redis.url, stops, log))
+    }
 
     log(`limit: starting gateways (server CPU ${cores.pinned ? cores.server : 'unpinned'}, load generator CPU ${cores.pinned ? cores.loadgen : 'unpinned'})`)
     const gateway = async (name: string, extra: { redisUrl?: string, keyPrefix?: string, l1?: boolean }): Promise<{ g: GatewayProc, probePort: number }> => {
@@ -261,21 +275,7 @@ export async function runLimit (settings: LimitSettings = limitSettings(), log: 
       }
     }
 
-    // 4. Stampede on one cold key.
-    const slowOrigin = await startOrigin({ body: body2k, delayMs: settings.stampedeDelayMs })
-    stops.push(async () => await slowOrigin.close())
-    const stampedes: StampedeResult[] = []
-    for (const [id, name, extra] of [
-      ['memory', 'cachegate, memory store', {}],
-      ['redis', 'cachegate, Redis store', { redisUrl: redis.url, keyPrefix: 'limit-stampede:' }]
-    ] as const) {
-      log(`limit: stampede: ${name}, ${settings.stampedeRounds} × ${settings.stampedeClients} concurrent GETs on one cold key, origin ${settings.stampedeDelayMs} ms`)
-      const g = await startGateway({ name: `stampede/${id}`, origin: slowOrigin.url, cpus: cores.server, ...extra })
-      stops.push(async () => await g.stop())
-      stampedes.push(await stampede(name, g, slowOrigin, settings, id))
-    }
-
-    return report(settings, cores, generator, contenders, rounds, alloc, soaks, stampedes)
+    return report(settings, cores, generator, contenders, rounds, alloc, soaks, await stampedes(settings, cores, redis.url, stops, log))
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined)
   }
@@ -309,51 +309,112 @@ async function measureOne (c: Contender, settings: LimitSettings, paths: string[
 
 interface StampedeResult {
   name: string
+  /** This tree's gateway (judged against the goal), not the baseline's. */
+  goal: boolean
   latencies: number[]
   /** Origin requests per stampede key. */
   perKey: number[]
   failed: number
   kinds: Record<string, number>
+  /** Gateway CPU seconds (every thread) over the bursts, the part of it after the origin answered, and the requests answered. */
+  cpu: number
+  cpuAfterOrigin: number
+  requests: number
+  /** Per burst: ms from the origin's answer to the last client's last body byte. */
+  afterOrigin: number[]
 }
 
-async function stampede (name: string, g: GatewayProc, origin: { counts: Map<string, number> }, settings: LimitSettings, id: string): Promise<StampedeResult> {
+/**
+ * 4. Stampedes on cold keys: a fresh memory-store and Redis-store gateway (and the same from
+ * BENCH_STAMPEDE_BASELINE's build), each burst of each gateway in turn, round by round, so a
+ * before/after comparison sees the same machine load.
+ */
+async function stampedes (settings: LimitSettings, cores: Layout, redisUrl: string, stops: Array<() => Promise<void>>, log: (line: string) => void): Promise<StampedeResult[]> {
+  // The gateway's CPU time when the origin answers a stampede's path, read by that stampede.
+  const onAnswer = new Map<string, () => void>()
+  const slowOrigin = await startOrigin({ body: body2k, delayMs: settings.stampedeDelayMs, onAnswer: (path) => onAnswer.get(path)?.() })
+  stops.push(async () => await slowOrigin.close())
+  const builds = [{ root: undefined, tag: '' }, ...(settings.stampedeBaseline !== undefined ? [{ root: settings.stampedeBaseline, tag: 'baseline' }] : [])]
+  const runs: StampedeRun[] = []
+  for (const { root, tag } of builds) {
+    for (const [id, name, extra] of [
+      ['memory', 'cachegate, memory store', {}],
+      ['redis', 'cachegate, Redis store', { redisUrl, keyPrefix: `limit-stampede${tag}:` }]
+    ] as const) {
+      const g = await startGateway({ name: `stampede/${id}${tag}`, origin: slowOrigin.url, cpus: cores.server, ...(root !== undefined ? { root } : {}), ...extra })
+      stops.push(async () => await g.stop())
+      runs.push(await openStampede(root === undefined ? name : `${name} (baseline: ${root})`, g, slowOrigin, settings, `${id}${tag}`, onAnswer))
+    }
+  }
+  for (let round = 0; round < settings.stampedeRounds; round++) {
+    for (const run of runs) {
+      log(`limit: stampede ${round + 1}/${settings.stampedeRounds}: ${run.result.name}, ${settings.stampedeClients} concurrent GETs on one cold key, origin ${settings.stampedeDelayMs} ms`)
+      await run.burst(round)
+    }
+  }
+  const results: StampedeResult[] = []
+  for (const run of runs) results.push(await run.close())
+  return results
+}
+
+interface StampedeRun {
+  result: StampedeResult
+  burst: (round: number) => Promise<void>
+  close: () => Promise<StampedeResult>
+}
+
+/** Opens the clients' connections to one gateway (a burst on a warm key); each `burst` is then one stampede on a new key. */
+async function openStampede (name: string, g: GatewayProc, origin: { counts: Map<string, number>, answeredAt: Map<string, number> }, settings: LimitSettings, id: string, onAnswer: Map<string, () => void>): Promise<StampedeRun> {
   const pool = new Pool(g.url, { connections: settings.stampedeClients, pipelining: 1, keepAliveTimeout: 60_000 })
-  const get = async (path: string): Promise<{ ms: number, status: number, cacheStatus: string }> => {
+  const get = async (path: string): Promise<{ ms: number, end: number, status: number, cacheStatus: string }> => {
     const t0 = performance.now()
     try {
       const res = await pool.request({ method: 'GET', path, headersTimeout: 30_000, bodyTimeout: 30_000 })
       await res.body.arrayBuffer()
       const cs = res.headers['cache-status']
-      return { ms: performance.now() - t0, status: res.statusCode, cacheStatus: Array.isArray(cs) ? cs.join(', ') : cs ?? '' }
+      const end = performance.now()
+      return { ms: end - t0, end, status: res.statusCode, cacheStatus: Array.isArray(cs) ? cs.join(', ') : cs ?? '' }
     } catch {
-      return { ms: performance.now() - t0, status: 0, cacheStatus: '' }
+      const end = performance.now()
+      return { ms: end - t0, end, status: 0, cacheStatus: '' }
     }
   }
-  try {
-    // Open every connection first (a burst on a warm key), so the stampede measures the
-    // gateway and not TCP handshakes.
-    const warm = `/items/warm-${id}`
-    await get(warm)
-    await get(warm)
-    await Promise.all(Array.from({ length: settings.stampedeClients }, async () => await get(warm)))
-    const latencies: number[] = []
-    const perKey: number[] = []
-    const kinds: Record<string, number> = {}
-    let failed = 0
-    for (let round = 0; round < settings.stampedeRounds; round++) {
+  // Open every connection first (a burst on a warm key), so the stampede measures the
+  // gateway and not TCP handshakes.
+  const warm = `/items/warm-${id}`
+  await get(warm)
+  await get(warm)
+  await Promise.all(Array.from({ length: settings.stampedeClients }, async () => await get(warm)))
+  const result: StampedeResult = { name, goal: !name.includes('(baseline'), latencies: [], perKey: [], failed: 0, kinds: {}, cpu: 0, cpuAfterOrigin: 0, requests: 0, afterOrigin: [] }
+  return {
+    result,
+    burst: async (round) => {
       const path = `/items/cold-${id}-${Date.now()}-${round}`
+      const cpuBefore = runSeconds(g.proc.pid) ?? Number.NaN
+      let cpuAtAnswer = Number.NaN
+      onAnswer.set(path, () => { cpuAtAnswer = runSeconds(g.proc.pid) ?? Number.NaN })
       const results = await Promise.all(Array.from({ length: settings.stampedeClients }, async () => await get(path)))
-      perKey.push(origin.counts.get(path) ?? 0)
+      onAnswer.delete(path)
+      const cpuAfter = runSeconds(g.proc.pid) ?? Number.NaN
+      result.cpu += cpuAfter - cpuBefore
+      result.cpuAfterOrigin += cpuAfter - cpuAtAnswer
+      result.requests += results.length
+      result.perKey.push(origin.counts.get(path) ?? 0)
+      result.afterOrigin.push(Math.max(...results.map((r) => r.end)) - (origin.answeredAt.get(path) ?? Number.NaN))
       for (const r of results) {
-        latencies.push(r.ms)
-        if (r.status !== 200) failed++
+        result.latencies.push(r.ms)
+        if (r.status !== 200) result.failed++
         const kind = r.status !== 200 ? 'failed' : /collapsed/.test(r.cacheStatus) ? 'collapsed' : /fwd=/.test(r.cacheStatus) ? 'fetched' : /hit/.test(r.cacheStatus) ? 'hit' : 'other'
-        kinds[kind] = (kinds[kind] ?? 0) + 1
+        // Store trouble (a Redis call that failed or timed out, the breaker open) is named.
+        const trouble = /detail=(store-[a-z-]+)/.exec(r.cacheStatus)?.[1]
+        const label = trouble === undefined ? kind : `${kind} (${trouble})`
+        result.kinds[label] = (result.kinds[label] ?? 0) + 1
       }
+    },
+    close: async () => {
+      await pool.close()
+      return result
     }
-    return { name, latencies, perKey, failed, kinds }
-  } finally {
-    await pool.close()
   }
 }
 
@@ -457,19 +518,25 @@ function report (
     const p99 = percentile(s.latencies, 99)
     const maxPerKey = Math.max(...s.perKey)
     const target = settings.stampedeDelayMs + 30
-    goalRows.push([`${s.name}: stampede p99 ≤ origin latency + 30 ms (${target} ms), one origin request`, `p99 ${fmt.ms(p99)} ms, origin requests per key ${s.perKey.join(', ')}`, p99 <= target && maxPerKey === 1 && s.failed === 0 ? 'met' : 'NOT MET'])
-    return [s.name, s.perKey.join(', '), fmt.ms(percentile(s.latencies, 50)), fmt.ms(p99), fmt.ms(Math.max(...s.latencies)), String(s.failed), Object.entries(s.kinds).map(([k, n]) => `${k} ${n}`).join(', ')]
+    if (s.goal) goalRows.push([`${s.name}: stampede p99 ≤ origin latency + 30 ms (${target} ms), one origin request`, `p99 ${fmt.ms(p99)} ms (last response ${fmt.ms(median(s.afterOrigin))} ms after the origin answered, median), origin requests per key ${s.perKey.join(', ')}`, p99 <= target && maxPerKey === 1 && s.failed === 0 ? 'met' : 'NOT MET'])
+    const perRequest = (seconds: number): string => Number.isFinite(seconds) ? fmt.int(seconds * 1e6 / s.requests) : 'n/a'
+    return [s.name, s.perKey.join(', '), fmt.ms(percentile(s.latencies, 50)), fmt.ms(p99), fmt.ms(Math.max(...s.latencies)), s.afterOrigin.map((x) => x.toFixed(0)).join(', '), perRequest(s.cpu), perRequest(s.cpuAfterOrigin), String(s.failed), Object.entries(s.kinds).map(([k, n]) => `${k} ${n}`).join(', ')]
   })
   const stampedeTable: Table = {
     title: `Stampede: ${settings.stampedeClients} concurrent GETs on one cold key, origin latency ${settings.stampedeDelayMs} ms`,
-    columns: ['gateway', 'origin requests per key', 'p50 ms', 'p99 ms', 'max ms', 'failed', 'served as'],
-    numeric: [false, false, true, true, true, true, false],
+    columns: ['gateway', 'origin requests per key', 'p50 ms', 'p99 ms', 'max ms', 'last response after the origin answered (ms, per stampede)', 'CPU µs/req', 'of which after the origin answered', 'failed', 'served as'],
+    numeric: [false, false, true, true, true, false, true, true, true, false],
     rows: stampedeRows,
-    notes: [`${settings.stampedeRounds} stampedes per gateway, each on a new key, latencies pooled (${settings.stampedeRounds * settings.stampedeClients} requests). The ${settings.stampedeClients} connections are opened before (a burst on a warm key); latency is measured per request from dispatch to the last body byte, in this process (undici Pool). Goal: p99 ≤ origin latency + 30 ms with one origin request per key.`]
+    notes: [
+      `${settings.stampedeRounds} stampedes per gateway, each on a new key, latencies pooled (${settings.stampedeRounds * settings.stampedeClients} requests); the gateways take their bursts in turn, round by round. The ${settings.stampedeClients} connections are opened before (a burst on a warm key); latency is measured per request from dispatch to the last body byte, in this process (undici Pool). Goal: p99 ≤ origin latency + 30 ms with one origin request per key.`,
+      'Last response after the origin answered: from the moment the origin (in this process) sent its response to the last body byte any of the clients received, one figure per stampede: how long the gateway took to answer the whole burst (issue 12: ~30 ms).',
+      'CPU µs/req: the gateway process\'s CPU time (every thread, from the scheduler\'s nanosecond accounting in /proc/PID/task/*/schedstat) from the start to the end of each burst, over the requests answered: the steadier figure when other processes load the machine; "of which after the origin answered": the part from the moment the origin sent its answer (answering the waiters, and requests the gateway had not read yet).',
+      ...(settings.stampedeBaseline !== undefined ? [`Baseline rows: the gateways of ${settings.stampedeBaseline} (BENCH_STAMPEDE_BASELINE, built there with its own tsc), in the same rounds against the same origin and redis-server.`] : [])
+    ]
   }
 
   return {
-    tables: [throughput, allocTable, soakTable, stampedeTable],
+    tables: [throughput, allocTable, soakTable, stampedeTable].filter((t) => t.rows.length > 0),
     goals: {
       title: 'Issue 12 goals',
       columns: ['goal', 'measured', 'status'],

@@ -32,6 +32,12 @@ export interface GatewayProcOptions {
   l1?: boolean
   /** Extra environment (e.g. BENCH_PROBE_PORT for the heap probe). */
   env?: Record<string, string>
+  /**
+   * Another cachegate checkout to run instead of this one (its own dist/, built there with its
+   * own tsc; it needs node_modules), e.g. `git archive` of the commit before a change, so both
+   * run in one benchmark.
+   */
+  root?: string
 }
 
 export interface GatewayProc {
@@ -82,17 +88,18 @@ export function summarizeWarnings (lines: string[]): string {
   return [...counts].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([k, n]) => `${n}× ${k}`).join('; ')
 }
 
-let built = false
+const built = new Set<string>()
 /**
  * The gateway as production runs it (the Dockerfile's `node dist/src/main.js`): compiled once
- * per benchmark run with the project's own `npm run build`, so no TypeScript loader is measured.
+ * per benchmark run (and per checkout) with the project's own `npm run build`, so no TypeScript
+ * loader is measured.
  */
-function builtMain (): string {
-  if (!built) {
-    execFileSync(process.execPath, [join(ROOT_DIR, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT_DIR, 'tsconfig.build.json')], { cwd: ROOT_DIR, stdio: 'inherit' })
-    built = true
+function builtMain (root: string): string {
+  if (!built.has(root)) {
+    execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json')], { cwd: root, stdio: 'inherit' })
+    built.add(root)
   }
-  return 'dist/src/main.js'
+  return join(root, 'dist', 'src', 'main.js')
 }
 
 export async function startGateway (o: GatewayProcOptions): Promise<GatewayProc> {
@@ -106,7 +113,7 @@ export async function startGateway (o: GatewayProcOptions): Promise<GatewayProc>
       const spawn = process.env.BENCH_GATEWAY === 'tsx' ? spawnNode : spawnCompiled
       const proc = await spawn({
         name: o.name,
-        script: process.env.BENCH_GATEWAY === 'tsx' ? 'src/main.ts' : builtMain(),
+        script: process.env.BENCH_GATEWAY === 'tsx' ? join(o.root ?? ROOT_DIR, 'src', 'main.ts') : builtMain(o.root ?? ROOT_DIR),
         args: ['--config', file, '--port', String(port), '--host', HOST],
         ...(o.nodeArgs !== undefined ? { nodeArgs: o.nodeArgs } : {}),
         cpus: o.cpus,

@@ -47,6 +47,8 @@ export interface Origin {
   port: number
   /** Requests received per path (query included). */
   readonly counts: Map<string, number>
+  /** When (performance.now() in this process) the last response for a path was sent. */
+  readonly answeredAt: Map<string, number>
   total(): number
   close(): Promise<void>
 }
@@ -56,11 +58,14 @@ export interface OriginOptions {
   delayMs?: number
   /** The body for a path's last segment (default: productBody, about 1 KiB). */
   body?: (id: string) => Buffer
+  /** Called with the path just before a response is sent (e.g. to read a gateway's CPU time at that moment). */
+  onAnswer?: (path: string) => void
 }
 
 /** An origin in this process on a free port. Every path answers 200 with the product for its last segment. */
 export async function startOrigin (options: OriginOptions = {}): Promise<Origin> {
   const counts = new Map<string, number>()
+  const answeredAt = new Map<string, number>()
   const delay = options.delayMs ?? 0
   const makeBody = options.body ?? productBody
   const timers = new Set<NodeJS.Timeout>()
@@ -70,8 +75,10 @@ export async function startOrigin (options: OriginOptions = {}): Promise<Origin>
     const id = path.split('?')[0]?.split('/').pop() ?? '0'
     const body = makeBody(id === '' ? '0' : id)
     const answer = (): void => {
+      options.onAnswer?.(path)
       res.writeHead(200, { ...productHeaders(body), 'content-length': String(body.length) })
       res.end(req.method === 'HEAD' ? undefined : body)
+      answeredAt.set(path, performance.now())
     }
     if (delay <= 0) {
       answer()
@@ -94,6 +101,7 @@ export async function startOrigin (options: OriginOptions = {}): Promise<Origin>
     url: `http://${HOST}:${address.port}`,
     port: address.port,
     counts,
+    answeredAt,
     total: () => {
       let n = 0
       for (const c of counts.values()) n += c

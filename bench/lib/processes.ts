@@ -4,7 +4,7 @@
  * started (by pid) when it ends, normally or not.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 
@@ -282,6 +282,27 @@ function cpuSeconds (pid: number): number | undefined {
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ')'.
     return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * CPU seconds a process's threads have run so far, from the scheduler's own nanosecond
+ * accounting (/proc/PID/task/TID/schedstat) rather than 10 ms ticks: precise enough for a burst
+ * that lasts a fraction of a second. Undefined when the process is gone (or not on Linux).
+ */
+export function runSeconds (pid: number): number | undefined {
+  try {
+    let ns = 0
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0])
+      } catch {
+        // The thread ended meanwhile.
+      }
+    }
+    return ns / 1e9
   } catch {
     return undefined
   }

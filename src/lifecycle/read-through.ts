@@ -20,7 +20,7 @@ import type { Store } from '../store/store.ts'
 import type { Bus } from '../coordination/bus.ts'
 import type { Locks } from '../coordination/locks.ts'
 import type { BoundedMapStats } from '../bounded-map.ts'
-import { forFetch, gatewayError, onlyIfCached, passedOutcome, staleAnswer, staleOrError } from './answers.ts'
+import { collapsedAnswer, forFetch, gatewayError, onlyIfCached, passedOutcome, sharedEntryMeta, staleAnswer, staleOrError } from './answers.ts'
 import { Coalescer, Flight, type Fetched, type FlightHead } from './coalesce.ts'
 import { ConditionalMisses, isConditional } from './conditional-miss.ts'
 import { DecisionLog } from './explain.ts'
@@ -290,6 +290,8 @@ export class ReadThrough {
 
     const admission = this.#writer.admit({ req, directives, head, flight, now, bypassed: status.detail === 'store-bypassed' })
     flight.varyValues = admission.values
+    // Waiters are answered like the stored entry once the body is complete (coalesce.ts).
+    if (admission.kind !== 'refused') flight.answerAs(sharedEntryMeta(req, directives, head, admission.values))
     const detail = admission.kind === 'refused' ? admission.detail : undefined
     if (admission.kind === 'refused') {
       // Waiters may not be given this response: each goes to the origin itself.
@@ -349,7 +351,6 @@ export class ReadThrough {
     const shared = await flight.share(req.forward)
     if (shared === undefined) return undefined
     this.#event({ type: 'collapsed', route: req.route.name })
-    const { head, body } = shared
-    return { kind: 'stream', status: head.status, headers: head.headers, body, cacheStatus: { fwd: 'uri-miss', fwdStatus: head.status, collapsed: true }, outcome: 'miss' }
+    return collapsedAnswer(shared, this.#o.clock.now())
   }
 }

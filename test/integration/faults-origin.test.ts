@@ -74,10 +74,11 @@ async function gateway (t: Test, kind: StoreKind, options: GatewayOptions): Prom
 
 interface Outcome { status: number, body: string, aborted: boolean, ms: number, cacheStatus: string, code: string | undefined }
 
-/** A GET that reports an aborted body instead of throwing. */
-async function fetchOutcome (gw: GatewayHandle, path: string, method: 'GET' | 'POST' = 'GET'): Promise<Outcome> {
+/** A GET that reports an aborted body instead of throwing; `onHead` is called once the response head has arrived. */
+async function fetchOutcome (gw: GatewayHandle, path: string, method: 'GET' | 'POST' = 'GET', onHead?: () => void): Promise<Outcome> {
   const started = performance.now()
   const res = await request(gw.url + path, { method, ...(method === 'POST' ? { body: 'payload' } : {}) })
+  onHead?.()
   let body = ''
   let aborted = false
   try {
@@ -114,15 +115,21 @@ function behaviours (kind: StoreKind): void {
   t.test(`on the ${kind} store`, async (t) => {
     for (const framing of ['content-length', 'chunked'] as const) {
       t.test(`an origin that resets mid-body (${framing}) aborts every client's response and stores nothing`, async (t) => {
-        const origin = await rawOrigin(t, (socket) => {
+        let heads = 0
+        let headsIn!: () => void
+        const allHeads = new Promise<void>((resolve) => { headsIn = resolve })
+        const origin = await rawOrigin(t, (socket, attempt) => {
           const head = framing === 'content-length' ? 'Content-Length: 1000' : 'Transfer-Encoding: chunked'
           const part = framing === 'content-length' ? 'x'.repeat(300) : `12c\r\n${'x'.repeat(300)}\r\n`
           socket.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: max-age=600\r\n${head}\r\n\r\n${part}`)
-          // Wait until the head is surely with every client, then RST.
-          setTimeout(() => socket.resetAndDestroy(), 100)
+          // Once the head is with every client, then RST: coalesced waiters get it when they must
+          // start streaming a body that is still arriving (lifecycle/coalesce.ts HOLD_MS). A
+          // later single request: once its head is surely out.
+          if (attempt === 1) allHeads.then(() => socket.resetAndDestroy(), () => undefined)
+          else setTimeout(() => socket.resetAndDestroy(), 100)
         })
         const gw = await gateway(t, kind, { config: { routes: [{ origin: origin.url }] } })
-        const all = await Promise.all(Array.from({ length: 5 }, async () => await fetchOutcome(gw, '/reset')))
+        const all = await Promise.all(Array.from({ length: 5 }, async () => await fetchOutcome(gw, '/reset', 'GET', () => { if (++heads === 5) headsIn() })))
         for (const o of all) {
           t.equal(o.status, 200, 'the head had been sent')
           t.ok(o.aborted, 'and the body is aborted, not ended short')
