@@ -11,6 +11,7 @@
 import { crc32 } from 'node:zlib'
 import type { CacheEntry } from './entry.ts'
 import type { CacheKey } from './key.ts'
+import { LANGUAGE_ALIAS } from './vary.ts'
 
 /** Why a stored entry was refused. Bounded: it labels cachegate_store_invalid_entries_total. */
 export type EntryProblem =
@@ -120,9 +121,10 @@ function varyProblem (vary: unknown): EntryProblem | undefined {
   if (!isRecord(vary)) return 'field'
   for (const name of Object.keys(vary)) {
     const value = vary[name]
-    // A request field name, or `cookie:` and a cookie name (a route's key cookies, cache/vary.ts).
+    // A request field name, `cookie:` and a cookie name (a route's key cookies), or a language
+    // alias's mark (cache/vary.ts).
     const field = name.startsWith('cookie:') ? name.slice(7) : name
-    if (!TOKEN.test(field) || name === '__proto__' || (value !== null && typeof value !== 'string')) return 'field'
+    if ((!TOKEN.test(field) && name !== LANGUAGE_ALIAS) || name === '__proto__' || (value !== null && typeof value !== 'string')) return 'field'
   }
   return undefined
 }

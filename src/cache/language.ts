@@ -12,15 +12,18 @@
  * variant must be selected by Accept-Language alone (no other Vary field, route key header or
  * key cookie). Anything that does not parse selects nothing.
  *
- * How stores use it: a response that qualifies is also stored under the variant a request of
- * `Accept-Language: L` selects (its alias, `languageAlias`); a request whose own variant is
- * missing looks up the alias of its first language (`languageFallback`) and is answered from
- * it only if the stored entry still says `Content-Language: L` (`speaks`: stored data is
- * untrusted).
+ * How stores use it: a response that qualifies is also stored as the alias of L
+ * (`languageAlias`), a variant of its own that no request selects (vary.ts LANGUAGE_ALIAS), so
+ * it never replaces the origin's own answer to `Accept-Language: L` nor any other request's
+ * variant. A request whose own variant is missing looks at the variant of `Accept-Language: L`
+ * for its first language L, then at the alias of L (`languageFallback`), and is answered from
+ * what it finds only if that stored entry still says `Content-Language: L` (`speaks`: stored
+ * data is untrusted). A response to `Accept-Language: L` itself needs no alias: the fallback
+ * reads its variant first.
  */
 import type { IncomingHeaders } from './headers.ts'
 import { single } from './headers.ts'
-import { qvalue, sameVariant, variantValues, type VariantSpec } from './vary.ts'
+import { LANGUAGE_ALIAS, listItems, qvalue, sameVariant, variantValues, type VariantSpec } from './vary.ts'
 
 type Values = Readonly<Record<string, string | null>>
 
@@ -41,16 +44,14 @@ export function topLanguage (value: string | readonly string[] | undefined): str
   let top: string | undefined
   let topQ = 0
   let tie = false
-  for (const item of text.split(',')) {
-    const [rawRange = '', ...params] = item.split(';').map((part) => part.trim())
+  for (const { token: range, params } of listItems(text)) {
     // RFC 9110 §5.6.1: empty list elements are ignored.
-    if (rawRange === '' && params.length === 0) continue
-    const range = rawRange.toLowerCase()
+    if (range === '' && params.length === 0) continue
     if ((range !== '*' && !LANGUAGE_TAG.test(range)) || seen.has(range) || params.length > 1) return undefined
     seen.add(range)
     let q = 1
     if (params.length === 1) {
-      const weight = WEIGHT.exec((params[0] ?? '').toLowerCase())
+      const weight = WEIGHT.exec(params[0] ?? '')
       const parsed = weight === null ? undefined : qvalue(weight[1] ?? '')
       if (parsed === undefined) return undefined
       q = parsed
@@ -81,29 +82,38 @@ export function speaks (headers: IncomingHeaders, tag: string): boolean {
 }
 
 /** The variant values of a request naming only `tag`, when Accept-Language alone selects the variant. */
-function aliasValues (spec: VariantSpec, tag: string): Record<string, string | null> | undefined {
+function exactValues (spec: VariantSpec, tag: string): Record<string, string | null> | undefined {
   if (spec.cookies.length !== 0 || spec.headers.length !== 1 || spec.headers[0] !== 'accept-language') return undefined
   return variantValues(spec, { 'accept-language': tag })
 }
 
-/**
- * Where a response is also stored: the variant values of `Accept-Language: <its language>`,
- * or undefined when it does not qualify or its own variant is that one already.
- */
-export function languageAlias (spec: VariantSpec, values: Values, responseHeaders: IncomingHeaders): Record<string, string | null> | undefined {
-  const tag = contentLanguage(responseHeaders)
-  const alias = tag === undefined ? undefined : aliasValues(spec, tag)
-  return alias === undefined || sameVariant(alias, values) ? undefined : alias
+/** The variant values of the alias of `tag`: a request's values for `tag` alone, and the mark no request's values hold. */
+function aliasValues (exact: Values, tag: string): Record<string, string | null> {
+  return { ...exact, [LANGUAGE_ALIAS]: tag }
 }
 
 /**
- * Where a request whose own variant is missing may look next: the alias of its first language,
- * and the language the entry found there must say it is in. Undefined when the request has no
- * single first language, the variant is not selected by Accept-Language alone, or the
- * request's own variant is that alias already. `requestHeaders` are the fields forwarded.
+ * Where a response is also stored: the alias of its language, or undefined when it does not
+ * qualify or answered `Accept-Language: <its language>` itself (`values`, its own variant,
+ * are then the ones the fallback reads first).
  */
-export function languageFallback (spec: VariantSpec, values: Values, requestHeaders: IncomingHeaders): { values: Record<string, string | null>, tag: string } | undefined {
+export function languageAlias (spec: VariantSpec, values: Values, responseHeaders: IncomingHeaders): Record<string, string | null> | undefined {
+  const tag = contentLanguage(responseHeaders)
+  const exact = tag === undefined ? undefined : exactValues(spec, tag)
+  return tag === undefined || exact === undefined || sameVariant(exact, values) ? undefined : aliasValues(exact, tag)
+}
+
+/**
+ * Where a request whose own variant is missing may look next, in order: the variant of
+ * `Accept-Language: L` for its first language L (the origin's own answer to it; left out when
+ * it is the request's own variant), then the alias of L, each with the language the entry
+ * found there must say it is in. None when the request has no single first language or the
+ * variant is not selected by Accept-Language alone. `requestHeaders` are the fields forwarded.
+ */
+export function languageFallback (spec: VariantSpec, values: Values, requestHeaders: IncomingHeaders): Array<{ values: Record<string, string | null>, tag: string }> {
   const tag = topLanguage(requestHeaders['accept-language'])
-  const alias = tag === undefined ? undefined : aliasValues(spec, tag)
-  return tag === undefined || alias === undefined || sameVariant(alias, values) ? undefined : { values: alias, tag }
+  const exact = tag === undefined ? undefined : exactValues(spec, tag)
+  if (tag === undefined || exact === undefined) return []
+  const alias = { values: aliasValues(exact, tag), tag }
+  return sameVariant(exact, values) ? [alias] : [{ values: exact, tag }, alias]
 }

@@ -9,7 +9,7 @@ import { single, type IncomingHeaders } from './headers.ts'
 import { sameOriginKey } from './invalidate.ts'
 import { ignoreMatcher, type CacheKey } from './key.ts'
 import { prepareEntry, type EntryPolicy, type OriginAnswer, type Prepared } from './prepare.ts'
-import { explicitFreshness, implicitAllowed, sharedWithCredentials, type Storability } from './storable.ts'
+import { credentials, explicitFreshness, sharedWithCredentials, type Storability } from './storable.ts'
 
 /** A route's storage and freshness policy, and its ignored query parameters (Content-Location is keyed as requests are). */
 export type PostPolicy = EntryPolicy & { key: { readonly cookies: readonly string[], readonly ignoreQuery: readonly string[] } }
@@ -49,8 +49,9 @@ export function postAsGet (status: number, headers: IncomingHeaders, url: CacheK
 export function preparePost (answer: OriginAnswer, policy: PostPolicy): Prepared {
   const gate = postAsGet(answer.status, answer.headers, answer.url, policy)
   if (!gate.storable) return gate
-  if (!implicitAllowed(answer.requestHeaders, policy) && !sharedWithCredentials(effectiveResponseDirectives(answer.headers).directives)) {
-    return no(answer.requestHeaders.authorization !== undefined ? 'authorization' : 'cookie')
-  }
+  // The route's implicitCachingWithCookies does not count here: it opts into implicit
+  // freshness for cookies, never into sharing what a POST with credentials got.
+  const carried = credentials(answer.requestHeaders, policy.key)
+  if (carried !== undefined && !sharedWithCredentials(effectiveResponseDirectives(answer.headers).directives)) return no(carried)
   return prepareEntry({ ...answer, method: 'GET' }, { ...policy, defaultTtl: undefined, staleWhileRevalidate: 0, staleIfError: 0 })
 }

@@ -122,8 +122,18 @@ export function explicitFreshness (headers: IncomingHeaders, response: Directive
  * origin forgot to say so). A route opts out for cookies only with implicitCachingWithCookies.
  */
 export function implicitAllowed (requestHeaders: IncomingHeaders, policy: Pick<StorePolicy, 'key' | 'implicitCachingWithCookies'>): boolean {
-  if (requestHeaders.authorization !== undefined) return false
+  const carried = credentials(requestHeaders, policy.key)
+  return carried === undefined || (carried === 'cookie' && policy.implicitCachingWithCookies)
+}
+
+/**
+ * The credentials a request carries, whatever a route opts out of: `authorization`, or
+ * `cookie` for a cookie the route does not key on (a key cookie selects a variant, so it is
+ * no credential); undefined when it carries none. The words are Cache-Status details.
+ */
+export function credentials (requestHeaders: IncomingHeaders, key: StorePolicy['key']): 'authorization' | 'cookie' | undefined {
+  if (requestHeaders.authorization !== undefined) return 'authorization'
   const cookie = requestHeaders.cookie
-  if (cookie === undefined || policy.implicitCachingWithCookies) return true
-  return cookieNames(cookie).every((name) => policy.key.cookies.includes(name))
+  if (cookie === undefined) return undefined
+  return cookieNames(cookie).every((name) => key.cookies.includes(name)) ? undefined : 'cookie'
 }

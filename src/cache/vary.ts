@@ -33,18 +33,30 @@ export function qvalue (raw: string): number | undefined {
 }
 
 /**
+ * The items of a `token;param;param, ...` list (Accept, Accept-Encoding, Accept-Language,
+ * Accept-Charset; RFC 9110 §5.6.1, §12.4.2), each part trimmed and lower-cased, every item
+ * as written (empty ones too): the Vary normalization and language selection
+ * (cache/language.ts) read these fields alike and differ only in what they accept.
+ */
+export function * listItems (value: string): Generator<{ token: string, params: string[] }> {
+  for (const item of value.split(',')) {
+    const [token = '', ...params] = item.split(';').map((part) => part.trim().toLowerCase())
+    yield { token, params }
+  }
+}
+
+/**
  * Normalizes a list of `token;param=value;q=0.5` items (Accept, Accept-Encoding,
  * Accept-Language): lower-case, whitespace removed, q=1 dropped (it is the default),
  * q written without trailing zeros, items in canonical (sorted) order.
  */
 function normalizeTokenList (value: string): string {
   const items: string[] = []
-  for (const rawItem of value.split(',')) {
-    const parts = rawItem.split(';').map((p) => p.trim().toLowerCase().replace(/\s*=\s*/, '='))
-    const token = parts[0] ?? ''
+  for (const item of listItems(value)) {
+    const token = foldEquals(item.token)
     if (token === '') continue
     const params: string[] = []
-    for (const p of parts.slice(1)) {
+    for (const p of item.params.map(foldEquals)) {
       if (p === '') continue
       if (p.startsWith('q=')) {
         const q = qvalue(p.slice(2))
@@ -60,6 +72,11 @@ function normalizeTokenList (value: string): string {
     items.push([token, ...params].join(';'))
   }
   return [...new Set(items)].sort().join(',')
+}
+
+/** `q = 0.5` as `q=0.5`: whitespace around a parameter's first `=` does not make another variant. */
+function foldEquals (part: string): string {
+  return part.replace(/\s*=\s*/, '=')
 }
 
 /**
@@ -111,10 +128,25 @@ export interface VariantSpec {
   cookies: readonly string[]
 }
 
-/** The request's normalized values for a variant spec; cookies appear as `cookie:<name>`. */
+/**
+ * The name that marks a language alias (cache/language.ts): its variant values are those of a
+ * request naming only its language, plus this name with that language. Variant values are
+ * named by request fields, whose names are tokens without `:` (RFC 9110 §5.1), and by
+ * `cookie:` and a key cookie's name, and variantValues never reads this one from a request
+ * (even one a Vary names); so no request's values hold it with a value, no request selects an
+ * alias as its own variant, and an alias never takes the slot of a response the origin gave to
+ * a request. It names no request field: stores leave it out of the URL's Vary record
+ * (store.ts varyNames).
+ */
+export const LANGUAGE_ALIAS = 'alias:content-language'
+
+/**
+ * The request's normalized values for a variant spec; cookies appear as `cookie:<name>`. The
+ * language alias's mark is never read from the request (a Vary naming it selects by absence).
+ */
 export function variantValues (spec: VariantSpec, headers: IncomingHeaders): Record<string, string | null> {
   const out: Record<string, string | null> = {}
-  for (const name of spec.headers) out[name] = normalizeVaryValue(name, headers[name])
+  for (const name of spec.headers) out[name] = name === LANGUAGE_ALIAS ? null : normalizeVaryValue(name, headers[name])
   for (const name of spec.cookies) out[`cookie:${name}`] = cookieValue(headers.cookie, name)
   return out
 }

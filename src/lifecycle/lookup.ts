@@ -1,9 +1,9 @@
 /**
  * Finding the stored response for a request: the URL's lookup (its Vary record and, without
  * Vary, its entry), then the variant this request selects, verified against the URL and the
- * variant values it was stored for; when that variant is missing, the variant of the request's
- * first language (route option languageSelection, cache/language.ts). A store failure is a
- * miss with a Cache-Status detail.
+ * variant values it was stored for; when that variant is missing, the response to the request's
+ * first language alone, then that language's alias (route option languageSelection,
+ * cache/language.ts). A store failure is a miss with a Cache-Status detail.
  */
 import type { CacheEntry } from '../cache/entry.ts'
 import { NO_VARIANT, type CacheKey, type VariantId } from '../cache/key.ts'
@@ -50,15 +50,16 @@ export class Finder {
     const variant = variantId(values)
     const read = variant === NO_VARIANT ? { entry: this.#usable(req, lookup.entry, values) } : await this.#read(req, variant, values)
     if ('error' in read) return { entry: null, vary: lookup.vary, variant, values, storeDetail: storeDetail(read.error) }
-    const alias = read.entry === null && route.languageSelection ? languageFallback(spec, values, req.forward) : undefined
-    if (alias !== undefined) {
-      // The request's own variant is missing: the response stored for its first language
-      // (cache/language.ts), only while the entry there still says it is in that language.
-      const aliasVariant = variantId(alias.values)
-      const other = await this.#read(req, aliasVariant, alias.values)
-      if ('error' in other) return { entry: null, vary: lookup.vary, variant, values, storeDetail: storeDetail(other.error) }
-      if (other.entry !== null && speaks(other.entry.headers, alias.tag)) {
-        return { entry: other.entry, vary: lookup.vary, variant: aliasVariant, values: alias.values, storeDetail: undefined }
+    const fallback = read.entry === null && route.languageSelection ? languageFallback(spec, values, req.forward) : []
+    // The request's own variant is missing: the response to its first language alone, then
+    // that language's alias (cache/language.ts), only while the entry found still says it is
+    // in that language. Found under the variant it was read from, which a revalidation updates.
+    for (const candidate of fallback) {
+      const other = variantId(candidate.values)
+      const found = await this.#read(req, other, candidate.values)
+      if ('error' in found) return { entry: null, vary: lookup.vary, variant, values, storeDetail: storeDetail(found.error) }
+      if (found.entry !== null && speaks(found.entry.headers, candidate.tag)) {
+        return { entry: found.entry, vary: lookup.vary, variant: other, values: candidate.values, storeDetail: undefined }
       }
     }
     return { entry: read.entry, vary: lookup.vary, variant, values, storeDetail: undefined }

@@ -1,10 +1,13 @@
 /**
  * A POST's response kept as the GET response of its URL (RFC 9110 §9.3.3; the terms are in
  * cache/post-as-get.ts). Called once the POST's §4.4 invalidation is done, so the entry can
- * never be followed by the invalidation of what it replaced. The body streams to the client
- * through a Flight that keeps a copy up to cache.maxObjectSize; the store writer commits it
- * only once the body ended complete (a larger or cut-short body is simply not stored). The
- * flight is never offered to GET misses: what a POST got is shared only once it is stored.
+ * never be followed by the invalidation of what it replaced. The store writer judges it from
+ * its head first: a refused response (credentials, private, too large, ...) goes to the client
+ * untouched, so nothing of it is buffered and the origin is read only while the client reads.
+ * Otherwise the body streams to the client through a Flight that keeps a copy up to
+ * cache.maxObjectSize; the store writer commits it only once the body ended complete (a larger
+ * or cut-short body is simply not stored). The flight is never offered to GET misses: what a
+ * POST got is shared only once it is stored.
  */
 import type { Readable } from 'node:stream'
 import { PassThrough } from 'node:stream'
@@ -26,7 +29,7 @@ export interface AdoptedPost {
 }
 
 export interface PostStoreOptions {
-  writer: Pick<StoreWriter, 'admit' | 'failing'>
+  writer: Pick<StoreWriter, 'judge' | 'write' | 'failing'>
   maxObjectSize: number
 }
 
@@ -37,19 +40,20 @@ export function adoptPost ({ writer, maxObjectSize }: PostStoreOptions, req: Pos
   if (!req.route.enabled || !req.route.storePostResponses || !postAsGet(res.status, res.headers, req.key, req.route).storable) {
     return { body: res.body, cacheStatus: {} }
   }
-  const flight = new Flight(async () => await Promise.resolve(fetched), maxObjectSize)
-  // A flight nobody has read from yet always gives a subscriber; the fallback only satisfies the type.
-  const body = flight.subscribe() ?? new PassThrough().destroy(new Error('the POST response could not be read'))
-  const admission = writer.admit({
+  const verdict = writer.judge({
     req,
     directives: parseCacheControl(req.headers['cache-control']),
     head: { status: res.status, headers: res.headers, requestTime, responseTime },
-    flight,
     bypassed: false,
     now: responseTime,
     post: true
   })
-  if (admission.kind === 'refused') return { body, cacheStatus: { detail: admission.detail } }
+  if (verdict.kind === 'refused') return { body: res.body, cacheStatus: { detail: verdict.detail } }
+  if (verdict.kind === 'bypassed') return { body: res.body, cacheStatus: {} }
+  const flight = new Flight(async () => await Promise.resolve(fetched), maxObjectSize)
+  // A flight nobody has read from yet always gives a subscriber; the fallback only satisfies the type.
+  const body = flight.subscribe() ?? new PassThrough().destroy(new Error('the POST response could not be read'))
+  const admission = writer.write(verdict, flight)
   // Claimed only while the store is not known to be failing (the write is still to come).
   return { body, cacheStatus: admission.kind === 'storing' && !writer.failing ? { stored: true } : {} }
 }

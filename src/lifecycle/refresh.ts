@@ -102,7 +102,9 @@ export class Refresher {
           this.#o.onEvent({ type: 'refresh', route, result: 'succeeded' })
           return // refreshed meanwhile
         }
-        const answer = await this.#o.host.revalidate({ ...req, method: 'GET' }, { ...found, entry: current, variant }, current)
+        // Revalidated under the variant it was read from: a look now may find another entry
+        // for this request (language selection: the answer to its language, or the alias).
+        const answer = await this.#o.host.revalidate({ ...req, method: 'GET' }, { ...found, entry: current, variant: found.entry !== null ? found.variant : variant }, current)
         if (answer.kind === 'stream') {
           // A full response is stored by the flight; drain it since no client reads it.
           answer.body.resume()

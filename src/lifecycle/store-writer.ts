@@ -18,7 +18,7 @@ import type { CacheConfig } from '../config/types.ts'
 import { BoundedMap, type BoundedMapStats } from '../bounded-map.ts'
 import type { Store } from '../store/store.ts'
 import type { Flight, FlightHead } from './coalesce.ts'
-import type { DecisionLog } from './explain.ts'
+import type { DecisionLog, StorageDecision } from './explain.ts'
 import type { Tasks } from './tasks.ts'
 import type { CacheRequest } from './types.ts'
 
@@ -42,6 +42,21 @@ export type Admission =
   | { kind: 'storing', write: Promise<boolean>, values: Record<string, string | null> }
   /** Storable, but the store is bypassed (circuit open): the put would be refused unsent, so it is not attempted. */
   | { kind: 'bypassed', values: Record<string, string | null> }
+
+/** A response judged storable from its head (StoreWriter.judge): what write() stores once its body is complete. */
+export interface Storable {
+  kind: 'storable'
+  key: CacheKey
+  keep: number
+  meta: Omit<CacheEntry, 'body' | 'vary'>
+  values: Record<string, string | null>
+  /** Its language alias's variant values (cache/language.ts), when it is also stored as one. */
+  alias: Record<string, string | null> | undefined
+  decision: StorageDecision
+}
+
+/** StoreWriter.judge: a refusal, a store that is bypassed, or a response to write. */
+export type Verdict = Exclude<Admission, { kind: 'storing' }> | Storable
 
 export interface AdmitContext {
   req: Pick<CacheRequest, 'route' | 'key' | 'headers' | 'forward'>
@@ -108,7 +123,17 @@ export class StoreWriter {
    * Decides whether the response a flight leads may be stored, records why (GET /explain), and
    * when it may, writes it once the flight's body has ended complete (a task tests await).
    */
-  admit ({ req, directives, head, flight, bypassed, now, post = false }: AdmitContext): Admission {
+  admit (ctx: AdmitContext): Admission {
+    const verdict = this.judge(ctx)
+    return verdict.kind === 'storable' ? this.write(verdict, ctx.flight) : verdict
+  }
+
+  /**
+   * The first half of admit, from the response's head alone, before any byte of its body is
+   * read: whether it may be stored (recorded for GET /explain). A refusal of the response's
+   * own marks the URL uncacheable. A response judged storable is written by write().
+   */
+  judge ({ req, directives, head, bypassed, now, post = false }: Omit<AdmitContext, 'flight'>): Verdict {
     const answer = originAnswer(req, directives, head, post ? 'POST' : 'GET')
     const prepared = post ? preparePost(answer, req.route) : prepareEntry(answer, req.route)
 
@@ -140,19 +165,25 @@ export class StoreWriter {
     const jitter = req.route.ttlJitter
     // TTL jitter only shortens: entries stored together do not all expire together.
     const meta = jitter > 0 ? { ...prepared.meta, freshness: Math.floor(prepared.meta.freshness * (1 - this.#o.random() * jitter / 100)) } : prepared.meta
-    // Language selection (cache/language.ts): also stored as the variant of its Content-Language.
-    // The alias is one of the URL's variants for the cap, so a cap of 1 leaves no room for it.
+    // Language selection (cache/language.ts): also stored as its language's alias, a variant of
+    // its own. The alias is one of the URL's variants for the cap, so a cap of 1 leaves no room for it.
     const alias = req.route.languageSelection && this.#o.cache.maxVariants > 1 ? languageAlias(spec, values, head.headers) : undefined
+    return { kind: 'storable', key: req.key, keep: req.route.keep, meta, values, alias, decision }
+  }
+
+  /** The second half of admit: writes a response judged storable once the flight's body has ended complete. */
+  write (verdict: Storable, flight: Flight): Admission {
+    const { key, keep, meta, values, alias, decision } = verdict
     const write = (async () => {
       const end = await flight.end
       const entry = end.complete && end.body !== undefined ? { ...meta, body: end.body, vary: values } : undefined
       // The alias before the response's own variant, so that the cap, which drops the least
       // recently stored, drops the alias first.
-      if (entry !== undefined && alias !== undefined) await this.put(req.key, variantId(alias), { ...entry, vary: alias }, req.route.keep)
-      const put = entry !== undefined && await this.put(req.key, variantId(values), entry, req.route.keep)
+      if (entry !== undefined && alias !== undefined) await this.put(key, variantId(alias), { ...entry, vary: alias }, keep)
+      const put = entry !== undefined && await this.put(key, variantId(values), entry, keep)
       if (!put) {
         const why = !end.complete ? 'body-incomplete' : end.body === undefined ? 'too-large' : 'store-failed'
-        this.#o.decisions.record(req.key, { ...decision, stored: false, detail: why }, values)
+        this.#o.decisions.record(key, { ...decision, stored: false, detail: why }, values)
       }
       return put
     })()

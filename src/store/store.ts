@@ -9,6 +9,7 @@
 import type { CacheEntry } from '../cache/entry.ts'
 import type { EntryProblem } from '../cache/entry-check.ts'
 import type { CacheKey, VariantId } from '../cache/key.ts'
+import { LANGUAGE_ALIAS } from '../cache/vary.ts'
 
 export interface StoreLookup {
   /** Vary names recorded for the URL: null when nothing is recorded, [] when it does not vary. */
@@ -100,7 +101,10 @@ export function checkPut (url: CacheKey, entry: CacheEntry, options: PutOptions)
   }
 }
 
-/** The URL's Vary record as stores keep it: the entry's Vary names, sorted. */
+/**
+ * The URL's Vary record as stores keep it: the entry's Vary names, sorted; a language alias's
+ * mark names no request field and is left out (an alias varies as the responses it copies).
+ */
 export function varyNames (entry: CacheEntry): readonly string[] {
-  return Object.freeze(Object.keys(entry.vary).sort())
+  return Object.freeze(Object.keys(entry.vary).filter((name) => name !== LANGUAGE_ALIAS).sort())
 }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { contentLanguage, languageAlias, languageFallback, speaks, topLanguage } from '../../src/cache/language.ts'
-import { mergeSpec, variantValues } from '../../src/cache/vary.ts'
+import { LANGUAGE_ALIAS, mergeSpec, sameVariant, variantId, variantValues } from '../../src/cache/vary.ts'
 
 t.test('topLanguage finds the one range an Accept-Language value prefers above all others (RFC 9110 ยง12.5.4)', async (t) => {
   const rows: Array<{ name: string, value: string | string[] | undefined, expected: string | undefined }> = [
@@ -59,13 +59,16 @@ t.test('contentLanguage reads one language tag from Content-Language (RFC 9110 ย
 
 const LANGUAGE_ONLY = mergeSpec([], [], ['accept-language'])
 
-t.test('languageAlias: a response in one language is also stored as that language\'s variant', async (t) => {
+const alias = (tag: string): Record<string, string | null> => ({ 'accept-language': tag, [LANGUAGE_ALIAS]: tag })
+
+t.test('languageAlias: a response in one language is also stored as that language\'s alias, a variant of its own', async (t) => {
   const values = variantValues(LANGUAGE_ONLY, { 'accept-language': 'en, de' })
-  t.same(languageAlias(LANGUAGE_ONLY, values, { 'content-language': 'De' }), { 'accept-language': 'de' }, 'the variant of Accept-Language: de')
+  t.same(languageAlias(LANGUAGE_ONLY, values, { 'content-language': 'De' }), alias('de'), 'the values of Accept-Language: de, marked as an alias')
+  t.not(variantId(alias('de')), variantId(variantValues(LANGUAGE_ONLY, { 'accept-language': 'de' })), 'never the variant a request of Accept-Language: de selects')
   t.equal(languageAlias(LANGUAGE_ONLY, values, {}), undefined, 'no Content-Language, no alias')
   t.equal(languageAlias(LANGUAGE_ONLY, values, { 'content-language': 'de, en' }), undefined, 'two languages, no alias')
   const own = variantValues(LANGUAGE_ONLY, { 'accept-language': 'DE' })
-  t.equal(languageAlias(LANGUAGE_ONLY, own, { 'content-language': 'de' }), undefined, 'its own variant is the alias already')
+  t.equal(languageAlias(LANGUAGE_ONLY, own, { 'content-language': 'de' }), undefined, 'the answer to Accept-Language: de itself needs none (the fallback reads it first)')
   const both = mergeSpec([], [], ['accept-encoding', 'accept-language'])
   t.equal(languageAlias(both, variantValues(both, { 'accept-language': 'en, de' }), { 'content-language': 'de' }), undefined, 'Vary names another field too')
   const keyed = mergeSpec(['x-tenant'], [], ['accept-language'])
@@ -73,20 +76,34 @@ t.test('languageAlias: a response in one language is also stored as that languag
   const cookie = mergeSpec([], ['currency'], ['accept-language'])
   t.equal(languageAlias(cookie, variantValues(cookie, { 'accept-language': 'en, de' }), { 'content-language': 'de' }), undefined, 'a route key cookie takes part')
   const keyedOnLanguage = mergeSpec(['accept-language'], [], ['accept-language'])
-  t.same(languageAlias(keyedOnLanguage, values, { 'content-language': 'de' }), { 'accept-language': 'de' }, 'a route keyed on Accept-Language itself qualifies')
+  t.same(languageAlias(keyedOnLanguage, values, { 'content-language': 'de' }), alias('de'), 'a route keyed on Accept-Language itself qualifies')
 })
 
-t.test('languageFallback: a request whose variant is missing looks at its first language\'s variant', async (t) => {
+t.test('no request selects an alias as its own variant, whatever it sends', async (t) => {
+  // Hostile requests and origins: a field named like the mark, a Vary naming it, a cookie.
+  const spellings: Array<{ vary: string[], cookies?: string[], headers: Record<string, string> }> = [
+    { vary: ['accept-language'], headers: { 'accept-language': 'de', [LANGUAGE_ALIAS]: 'de' } },
+    { vary: ['accept-language', LANGUAGE_ALIAS], headers: { 'accept-language': 'de', [LANGUAGE_ALIAS]: 'de' } },
+    { vary: ['accept-language'], cookies: [LANGUAGE_ALIAS.replace(/^alias:/, '')], headers: { 'accept-language': 'de', cookie: 'content-language=de' } }
+  ]
+  for (const { vary, cookies = [], headers } of spellings) {
+    const own = variantValues(mergeSpec([], cookies, vary), headers)
+    t.notOk(sameVariant(own, alias('de')), `Vary ${vary.join(', ')}${cookies.length > 0 ? ', key cookie' : ''}: another variant`)
+    t.not(variantId(own), variantId(alias('de')))
+  }
+})
+
+t.test('languageFallback: a request whose variant is missing looks at its first language alone, then at that language\'s alias', async (t) => {
   const headers = { 'accept-language': 'fr;q=0.5, de;q=1.0' }
   const values = variantValues(LANGUAGE_ONLY, headers)
-  t.same(languageFallback(LANGUAGE_ONLY, values, headers), { values: { 'accept-language': 'de' }, tag: 'de' }, 'the suite\'s case')
+  t.same(languageFallback(LANGUAGE_ONLY, values, headers), [{ values: { 'accept-language': 'de' }, tag: 'de' }, { values: alias('de'), tag: 'de' }], 'the suite\'s case: the origin\'s answer to de first')
   const tie = { 'accept-language': 'de, fr' }
-  t.equal(languageFallback(LANGUAGE_ONLY, variantValues(LANGUAGE_ONLY, tie), tie), undefined, 'a tie looks nowhere')
+  t.same(languageFallback(LANGUAGE_ONLY, variantValues(LANGUAGE_ONLY, tie), tie), [], 'a tie looks nowhere')
   const own = { 'accept-language': 'de' }
-  t.equal(languageFallback(LANGUAGE_ONLY, variantValues(LANGUAGE_ONLY, own), own), undefined, 'its own variant is the alias already')
-  t.equal(languageFallback(LANGUAGE_ONLY, variantValues(LANGUAGE_ONLY, {}), {}), undefined, 'no Accept-Language looks nowhere')
+  t.same(languageFallback(LANGUAGE_ONLY, variantValues(LANGUAGE_ONLY, own), own), [{ values: alias('de'), tag: 'de' }], 'Accept-Language: de looks at the alias only (its own variant is the other)')
+  t.same(languageFallback(LANGUAGE_ONLY, variantValues(LANGUAGE_ONLY, {}), {}), [], 'no Accept-Language looks nowhere')
   const both = mergeSpec([], [], ['accept-encoding', 'accept-language'])
-  t.equal(languageFallback(both, variantValues(both, headers), headers), undefined, 'Vary names another field too')
+  t.same(languageFallback(both, variantValues(both, headers), headers), [], 'Vary names another field too')
   const cookie = mergeSpec([], ['currency'], ['accept-language'])
-  t.equal(languageFallback(cookie, variantValues(cookie, headers), headers), undefined, 'a route key cookie takes part')
+  t.same(languageFallback(cookie, variantValues(cookie, headers), headers), [], 'a route key cookie takes part')
 })

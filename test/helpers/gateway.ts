@@ -99,3 +99,15 @@ export async function withGateway (t: Test, options: GatewayOptions): Promise<Ga
     settled: async () => await gateway.tasks.settled()
   }
 }
+
+let keyPrefixes = 0
+
+/**
+ * A gateway on the memory store (`redis` undefined), or on that redis-server under a key
+ * prefix of its own: the gateways of one test file share its server without seeing each
+ * other's entries.
+ */
+export async function withGatewayOn (t: Test, redis: { url: string } | undefined, options: GatewayOptions): Promise<GatewayHandle> {
+  if (redis === undefined) return await withGateway(t, options)
+  return await withGateway(t, { ...options, config: { ...options.config, redis: { url: redis.url, keyPrefix: `gw${++keyPrefixes}:` } } })
+}

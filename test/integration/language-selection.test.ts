@@ -7,23 +7,20 @@ import t from 'tap'
 import type { Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CacheKey } from '../../src/cache/key.ts'
-import { variantId } from '../../src/cache/vary.ts'
+import { LANGUAGE_ALIAS, variantId } from '../../src/cache/vary.ts'
 import { startOrigin, type Origin } from '../helpers/origin.ts'
-import { withGateway, type GatewayHandle } from '../helpers/gateway.ts'
+import { withGatewayOn, type GatewayHandle } from '../helpers/gateway.ts'
 import { startRedis } from '../helpers/redis.ts'
 
 type StoreKind = 'memory' | 'redis' | 'tiered'
 
 const TOKEN = 'language-test-token-0123456789'
 const redis = await startRedis(t)
-let prefixes = 0
 
 /** A gateway on the named store; `route` adds route options, `config` top-level sections. */
 async function gateway (t: Test, kind: StoreKind, origin: Origin, options: { route?: Record<string, unknown>, config?: Record<string, unknown> } = {}): Promise<GatewayHandle> {
   const route = { origin: origin.url, ...(kind === 'tiered' ? { l1: true } : {}), ...options.route }
-  const config: Record<string, unknown> = { admin: { token: TOKEN }, ...options.config, routes: [route] }
-  if (kind !== 'memory') config.redis = { url: redis.url, keyPrefix: `lang${++prefixes}:` }
-  return await withGateway(t, { config })
+  return await withGatewayOn(t, kind === 'memory' ? undefined : redis, { config: { admin: { token: TOKEN }, ...options.config, routes: [route] } })
 }
 
 /** The language an origin negotiating by Accept-Language picks: the highest q it has, in listed order on ties. */
@@ -39,8 +36,11 @@ function pick (header: string | undefined, available: readonly string[]): string
   return available[0] ?? 'en'
 }
 
-/** Answers `<language> #<n>` with Vary: Accept-Language (or `vary`) and that Content-Language. */
-function negotiating (extra: Record<string, string> = {}, available: readonly string[] = ['de', 'fr', 'de-CH']) {
+/**
+ * Answers `<language> #<n>` with Vary: Accept-Language (or `vary`) and that Content-Language;
+ * `echo` adds ` (you asked for: <Accept-Language>)`, so a body shows which request produced it.
+ */
+function negotiating (extra: Record<string, string> = {}, available: readonly string[] = ['de', 'fr', 'de-CH'], echo = false) {
   return (req: IncomingMessage, res: ServerResponse, n: number): void => {
     const lang = pick(req.headers['accept-language'], available)
     const etag = `"${lang}"`
@@ -49,7 +49,7 @@ function negotiating (extra: Record<string, string> = {}, available: readonly st
       res.end()
       return
     }
-    const body = `${lang} #${n}`
+    const body = `${lang} #${n}${echo ? ` (you asked for: ${String(req.headers['accept-language'])})` : ''}`
     res.writeHead(200, {
       'content-type': 'text/plain',
       'content-length': Buffer.byteLength(body),
@@ -90,11 +90,34 @@ function behaviours (kind: StoreKind): void {
       const first = await get(gw, '/page', { 'accept-language': 'en, de' })
       t.same(first, { status: 'cachegate; fwd=uri-miss; fwd-status=200; stored', body: 'de #1' })
       const second = await get(gw, '/page', { 'accept-language': 'fr;q=0.5, de;q=1.0' })
-      t.match(second.status, HIT, 'a normal hit')
+      t.match(second.status, HIT, 'a normal hit, from the alias: no answer to Accept-Language: de is stored')
       t.equal(second.body, 'de #1')
       t.match(await get(gw, '/page', { 'accept-language': 'DE' }), { status: HIT, body: 'de #1' }, 'Accept-Language: DE selects the alias itself')
       t.match(await get(gw, '/page', { 'accept-language': 'de, fr;q=0.5, it;q=0.5' }), { status: HIT, body: 'de #1' }, 'a tie below the top does not matter')
       t.match(await get(gw, '/page', { 'accept-language': 'en, de' }), { status: HIT, body: 'de #1' }, 'its own variant is still stored')
+      t.equal(origin.count(), 1)
+    })
+
+    t.test('an exact Accept-Language: de variant is never replaced by the answer to another Accept-Language', async (t) => {
+      const origin = await startOrigin(t, negotiating({}, ['de', 'fr'], true))
+      const gw = await gateway(t, kind, origin)
+      t.match(await get(gw, '/page', { 'accept-language': 'de' }), { status: /^cachegate; fwd=uri-miss; fwd-status=200; stored$/, body: 'de #1 (you asked for: de)' })
+      // An attacker's misses that the origin answers with its German fallback, labelled de.
+      t.match(await get(gw, '/page', { 'accept-language': 'xx-evil, de;q=0.1' }), { status: MISS, body: 'de #2 (you asked for: xx-evil, de;q=0.1)' })
+      t.match(await get(gw, '/page', { 'accept-language': 'de, xx' }), { status: MISS, body: 'de #3 (you asked for: de, xx)' }, 'a tie')
+      t.match(await get(gw, '/page', { 'accept-language': 'de' }), { status: HIT, body: 'de #1 (you asked for: de)' }, 'de clients still get the origin\'s answer to de')
+      t.match(await get(gw, '/page', { 'accept-language': 'DE' }), { status: HIT, body: 'de #1 (you asked for: de)' }, 'in any spelling')
+      t.match(await get(gw, '/page', { 'accept-language': 'fr;q=0.5, de;q=1.0' }), { status: HIT, body: 'de #1 (you asked for: de)' }, 'language selection prefers the answer to de alone over the alias')
+      t.match(await get(gw, '/page', { 'accept-language': 'xx-evil, de;q=0.1' }), { status: HIT, body: 'de #2 (you asked for: xx-evil, de;q=0.1)' }, 'the attacker gets its own answer back')
+      t.equal(origin.count(), 3)
+    })
+
+    t.test('with no answer to Accept-Language: de stored, the alias serves a request preferring de', async (t) => {
+      const origin = await startOrigin(t, negotiating({}, ['de', 'fr'], true))
+      const gw = await gateway(t, kind, origin)
+      t.match(await get(gw, '/page', { 'accept-language': 'xx-other, de;q=0.1' }), { status: /^cachegate; fwd=uri-miss; fwd-status=200; stored$/, body: 'de #1 (you asked for: xx-other, de;q=0.1)' })
+      t.match(await get(gw, '/page', { 'accept-language': 'fr;q=0.5, de;q=1.0' }), { status: HIT, body: 'de #1 (you asked for: xx-other, de;q=0.1)' })
+      t.match(await get(gw, '/page', { 'accept-language': 'de' }), { status: HIT, body: 'de #1 (you asked for: xx-other, de;q=0.1)' }, 'Accept-Language: de with no variant of its own')
       t.equal(origin.count(), 1)
     })
 
@@ -116,15 +139,15 @@ function behaviours (kind: StoreKind): void {
       await get(gw, '/page', { 'accept-language': 'en, de' })
       const key = gw.outcomes.at(-1)?.url as CacheKey
       const store = gw.gateway.store
-      const deAlias = variantId({ 'accept-language': 'de' })
+      const deAlias = variantId({ 'accept-language': 'de', [LANGUAGE_ALIAS]: 'de' })
       const stored = await store.getVariant(key, deAlias)
       if (stored === null) throw new Error('the alias was not stored')
       t.equal(stored.body.toString(), 'de #1')
       const options = { ttlMs: 600_000, maxVariants: 32 }
-      // Hostile or corrupt store data: the de slot now holds a response that says it is French.
+      // Hostile or corrupt store data: the alias's slot now holds a response that says it is French.
       await store.put(key, deAlias, { ...stored, headers: { ...stored.headers, 'content-language': 'fr' }, body: Buffer.from('hostile fr') }, options)
       t.match(await get(gw, '/page', { 'accept-language': 'fr;q=0.5, de' }), { status: MISS, body: 'de #2' }, 'Content-Language differs from the alias')
-      // A response in de stored under the de slot but for another variant's values.
+      // A response in de stored under the alias's slot but for another variant's values.
       await store.put(key, deAlias, { ...stored, vary: { 'accept-language': 'en' }, body: Buffer.from('hostile en') }, options)
       t.match(await get(gw, '/page', { 'accept-language': 'it;q=0.5, de' }), { status: MISS, body: 'de #3' }, 'variant values differ from the alias')
       // Two languages: the content is not in one language.
@@ -163,7 +186,7 @@ function behaviours (kind: StoreKind): void {
       t.match(await purge(gw, { urls: [key] }), { purged: 2 }, 'the response and its alias')
       t.match(await get(gw, '/page', { 'accept-language': 'de' }), { status: /^cachegate; fwd=uri-miss/, body: 'de #2' }, 'the alias went too')
       t.match(await get(gw, '/page', { 'accept-language': 'en, de' }), { status: MISS, body: 'de #3' })
-      t.match(await purge(gw, { tags: ['page'] }), { purged: 2 }, 'by tag: the response and its alias (which replaced #2)')
+      t.match(await purge(gw, { tags: ['page'] }), { purged: 3 }, 'by tag: the answer to de, the answer to en, de and its alias')
       t.match(await get(gw, '/page', { 'accept-language': 'it;q=0.5, de' }), { status: /^cachegate; fwd=uri-miss/, body: 'de #4' })
       t.equal(origin.count(), 4)
     })

@@ -4,21 +4,19 @@
 // body cut short or too large is never stored. On both stores, with a real origin.
 import t from 'tap'
 import type { Test } from 'tap'
-import type { ServerResponse } from 'node:http'
+import { request as httpRequest, type ServerResponse } from 'node:http'
 import { text as readText } from 'node:stream/consumers'
 import { ManualClock } from '../../src/clock.ts'
 import { startOrigin, type Origin } from '../helpers/origin.ts'
-import { withGateway, type GatewayHandle, type GatewayOptions, type Reply } from '../helpers/gateway.ts'
+import { withGatewayOn, type GatewayHandle, type GatewayOptions, type Reply } from '../helpers/gateway.ts'
 import { startRedis } from '../helpers/redis.ts'
 
 type StoreKind = 'memory' | 'redis'
 
 const redis = await startRedis(t)
-let prefixes = 0
 
 async function gateway (t: Test, kind: StoreKind, options: GatewayOptions): Promise<GatewayHandle> {
-  if (kind === 'memory') return await withGateway(t, options)
-  return await withGateway(t, { ...options, config: { ...options.config, redis: { url: redis.url, keyPrefix: `postget${++prefixes}:` } } })
+  return await withGatewayOn(t, kind === 'memory' ? undefined : redis, options)
 }
 
 const S = 1000
@@ -57,6 +55,20 @@ async function origin (t: Test, answer: (path: string, headers: Record<string, s
 
 async function post (gw: GatewayHandle, path: string, headers: Record<string, string> = {}): Promise<Reply> {
   return await gw.request(path, { method: 'POST', headers: { 'content-type': 'text/plain', ...headers }, body: '12345' })
+}
+
+/** POSTs, reads the response head and leaves without reading the body: the Cache-Status it got. */
+async function postAndLeave (gw: GatewayHandle, path: string): Promise<string | undefined> {
+  const { hostname, port } = new URL(gw.url)
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest({ host: hostname, port, path, method: 'POST', headers: { 'content-type': 'text/plain', 'content-length': '5' }, agent: false }, (res) => {
+      const status = res.headers['cache-status']
+      res.destroy()
+      resolve(Array.isArray(status) ? status.join(', ') : status)
+    })
+    req.on('error', reject)
+    req.end('12345')
+  })
 }
 
 /** GETs as the origin saw them. */
@@ -158,6 +170,44 @@ function behaviours (kind: StoreKind): void {
       t.match(shared.header('cache-status'), /; stored$/)
       await gw.settled()
       t.equal((await gw.get('/public')).body, shared.body, 'public is the origin\'s permission to share (§3.5)')
+    })
+
+    t.test('implicitCachingWithCookies does not share a POST with a session cookie and only max-age', async (t) => {
+      const o = await origin(t, (path) => ({ headers: fresh(path) }))
+      const gw = await gateway(t, kind, { config: { routes: [{ origin: o.url, implicitCachingWithCookies: true }] } })
+      const sent = await post(gw, '/cart', { cookie: 'session=alice' })
+      t.equal(sent.header('cache-status'), 'cachegate; fwd=method; fwd-status=200; detail=cookie', 'refused, and why')
+      await gw.settled()
+      const got = await gw.get('/cart')
+      t.equal(got.body, 'GET /cart #2', 'another client does not get alice\'s response')
+    })
+
+    t.test('a refused POST response goes to its client untouched: once the client leaves, the origin is read no more', async (t) => {
+      const total = 32 * 1024 * 1024
+      let closed!: (end: { bytes: number, finished: boolean }) => void
+      const originClosed = new Promise<{ bytes: number, finished: boolean }>((resolve) => { closed = resolve })
+      const o = await origin(t, () => ({ headers: {} }), (res) => {
+        // Longer than maxObjectSize, written as fast as it is read.
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'private, max-age=60', 'content-location': '/refused' })
+        const chunk = Buffer.alloc(64 * 1024, 'x')
+        let bytes = 0
+        res.on('close', () => { closed({ bytes, finished: res.writableFinished }) })
+        const more = (): void => {
+          while (bytes < total) {
+            bytes += chunk.length
+            if (!res.write(chunk)) {
+              res.once('drain', more)
+              return
+            }
+          }
+          res.end()
+        }
+        more()
+      })
+      const gw = await gateway(t, kind, { config: { routes: [{ origin: o.url }] } })
+      t.equal(await postAndLeave(gw, '/refused'), 'cachegate; fwd=method; fwd-status=200; detail=private')
+      const end = await originClosed
+      t.notOk(end.finished, `the origin's response was cut when the client left, after ${end.bytes} of ${total} bytes`)
     })
 
     t.test('private or Set-Cookie stores nothing, and the POST still reaches its client whole', async (t) => {

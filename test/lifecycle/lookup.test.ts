@@ -3,7 +3,7 @@
 import t from 'tap'
 import type { VariantId } from '../../src/cache/key.ts'
 import type { CacheEntry } from '../../src/cache/entry.ts'
-import { variantId } from '../../src/cache/vary.ts'
+import { LANGUAGE_ALIAS, variantId } from '../../src/cache/vary.ts'
 import { Finder } from '../../src/lifecycle/lookup.ts'
 import type { Store } from '../../src/store/store.ts'
 import { key, parts } from './parts.ts'
@@ -76,21 +76,42 @@ t.test('concurrent second looks at one URL share one store lookup', async (t) =>
   t.equal(lookups, 2, 'a later look asks again')
 })
 
-t.test('a request whose variant is missing is answered from its first language\'s variant, named as that variant', async (t) => {
+t.test('a request whose variant is missing is answered from its first language\'s alias, named as that variant', async (t) => {
   const p = parts(t, 'http://127.0.0.1:9')
   const finder = new Finder({ store: p.store, clock: p.clock, onStoreError: () => {} })
-  const de = { 'accept-language': 'de' }
-  const stored = { ...entry('http://gateway.test/l', de, 'deutsch', p.clock.now()), headers: { vary: 'accept-language', 'content-language': 'de' } }
-  await p.store.put(key('http://gateway.test/l'), variantId(de), stored, { ttlMs: 60_000, maxVariants: 4 })
+  const alias = { 'accept-language': 'de', [LANGUAGE_ALIAS]: 'de' }
+  const stored = { ...entry('http://gateway.test/l', alias, 'deutsch', p.clock.now()), headers: { vary: 'accept-language', 'content-language': 'de' } }
+  await p.store.put(key('http://gateway.test/l'), variantId(alias), stored, { ttlMs: 60_000, maxVariants: 4 })
+  t.same((await p.store.lookup(key('http://gateway.test/l'))).vary, ['accept-language'], 'the alias leaves the URL\'s Vary record as it is')
   const found = await finder.find(p.request('/l', { 'accept-language': 'fr;q=0.5, de' }))
   t.equal(found.entry?.body.toString(), 'deutsch')
-  t.equal(found.variant, variantId(de), 'revalidation and refresh address the alias')
-  t.same(found.values, de)
+  t.equal(found.variant, variantId(alias), 'revalidation and refresh address the alias')
+  t.same(found.values, alias)
+  t.equal((await finder.find(p.request('/l', { 'accept-language': 'de' }))).entry?.body.toString(), 'deutsch', 'Accept-Language: de without its own variant too')
   const off = parts(t, 'http://127.0.0.1:9', { languageSelection: false })
   const offFinder = new Finder({ store: p.store, clock: p.clock, onStoreError: () => {} })
   const missed = await offFinder.find(off.request('/l', { 'accept-language': 'fr;q=0.5, de' }))
   t.equal(missed.entry, null, 'not with languageSelection: false')
   t.equal(missed.variant, variantId({ 'accept-language': 'de,fr;q=0.5' }), 'the request\'s own variant')
+})
+
+t.test('the origin\'s answer to the first language alone comes before the alias; an alias is never read as that answer', async (t) => {
+  const p = parts(t, 'http://127.0.0.1:9')
+  const finder = new Finder({ store: p.store, clock: p.clock, onStoreError: () => {} })
+  const url = key('http://gateway.test/l')
+  const de = { 'accept-language': 'de' }
+  const alias = { ...de, [LANGUAGE_ALIAS]: 'de' }
+  const headers = { vary: 'accept-language', 'content-language': 'de' }
+  const options = { ttlMs: 60_000, maxVariants: 4 }
+  await p.store.put(url, variantId(alias), { ...entry('http://gateway.test/l', alias, 'alias', p.clock.now()), headers }, options)
+  await p.store.put(url, variantId(de), { ...entry('http://gateway.test/l', de, 'exact', p.clock.now()), headers }, options)
+  const found = await finder.find(p.request('/l', { 'accept-language': 'fr;q=0.5, de' }))
+  t.equal(found.entry?.body.toString(), 'exact')
+  t.equal(found.variant, variantId(de))
+  // Hostile store data: an alias (its values marked) in the slot of Accept-Language: de.
+  await p.store.put(url, variantId(de), { ...entry('http://gateway.test/l', alias, 'alias in the exact slot', p.clock.now()), headers }, options)
+  t.equal((await finder.find(p.request('/l', { 'accept-language': 'de' }))).entry?.body.toString(), 'alias', 'not the exact answer: Accept-Language: de falls back to the alias itself')
+  t.equal((await finder.find(p.request('/l', { 'accept-language': 'it;q=0.5, de' }))).entry?.body.toString(), 'alias')
 })
 
 t.test('a failed look at the first language\'s variant is a miss named store-unavailable, reported', async (t) => {
@@ -109,6 +130,6 @@ t.test('a failed look at the first language\'s variant is a miss named store-una
   const found = await finder.find(p.request('/l', { 'accept-language': 'fr;q=0.5, de' }))
   t.same([found.entry, found.storeDetail], [null, 'store-unavailable'])
   t.equal(found.variant, variantId({ 'accept-language': 'de,fr;q=0.5' }), 'the request\'s own variant')
-  t.same(asked, [variantId({ 'accept-language': 'de,fr;q=0.5' }), variantId({ 'accept-language': 'de' })])
+  t.same(asked, [variantId({ 'accept-language': 'de,fr;q=0.5' }), variantId({ 'accept-language': 'de' })], 'no look at the alias after a failure')
   t.same(errors, ['get'])
 })

@@ -8,7 +8,7 @@ import { StoreWriter } from '../../src/lifecycle/store-writer.ts'
 import { Tasks } from '../../src/lifecycle/tasks.ts'
 import type { CacheRequest } from '../../src/lifecycle/types.ts'
 import { NO_VARIANT } from '../../src/cache/key.ts'
-import { variantId } from '../../src/cache/vary.ts'
+import { LANGUAGE_ALIAS, variantId } from '../../src/cache/vary.ts'
 import { startOrigin } from '../helpers/origin.ts'
 import { parts, type Parts } from './parts.ts'
 
@@ -173,4 +173,51 @@ t.test('a Vary response is stored under the variant of the headers the origin re
   t.same(admission.values, { 'accept-language': 'en' })
   t.equal((await s.store.getVariant(req.key, variantId({ 'accept-language': 'en' })))?.body.toString(), 'en')
   t.equal(await s.store.getVariant(req.key, variantId({ 'accept-language': 'fr' })), null)
+})
+
+t.test('judge decides from the head alone, before any byte of the body is read; write stores what it judged storable', async (t) => {
+  const s = await setup(t, (_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=60', 'content-location': '/post', 'content-length': 4 })
+    res.end('post')
+  })
+  const req = s.request('/post')
+  const head = (headers: Record<string, string>): { status: number, headers: Record<string, string>, requestTime: number, responseTime: number } =>
+    ({ status: 200, headers: { 'content-location': '/post', ...headers }, requestTime: s.clock.now(), responseTime: s.clock.now() })
+  const refused = s.writer.judge({ req, directives: new Map(), head: head({ 'cache-control': 'private, max-age=60' }), bypassed: false, now: s.clock.now(), post: true })
+  t.same(refused, { kind: 'refused', detail: 'private', aboutUrl: false, values: {} }, 'no flight needed to refuse a POST response')
+  t.equal(s.decisions.last(req.key)?.detail, 'private', 'recorded for /explain')
+
+  const verdict = s.writer.judge({ req, directives: new Map(), head: head({ 'cache-control': 'max-age=60' }), bypassed: false, now: s.clock.now(), post: true })
+  if (verdict.kind !== 'storable') throw new Error(verdict.kind)
+  await s.tasks.settled()
+  t.equal(await s.store.getVariant(req.key, NO_VARIANT), null, 'judged, not written')
+  const flight = new Flight(async () => await s.fetcher.get(req, req.forward), s.config.cache.maxObjectSize)
+  flight.subscribe()?.resume()
+  const admission = s.writer.write(verdict, flight)
+  if (admission.kind !== 'storing') throw new Error(admission.kind)
+  t.equal(await admission.write, true)
+  t.equal((await s.store.getVariant(req.key, NO_VARIANT))?.body.toString(), 'post')
+})
+
+t.test('a response in one language is also written as its alias, a variant of its own; the answer to that language alone is not', async (t) => {
+  const s = await setup(t, (req, res) => {
+    const body = `de for ${String(req.headers['accept-language'])}`
+    res.writeHead(200, { 'cache-control': 'max-age=60', vary: 'accept-language', 'content-language': 'de', 'content-length': Buffer.byteLength(body) })
+    res.end(body)
+  })
+  const de = { 'accept-language': 'de' }
+  const alias = { ...de, [LANGUAGE_ALIAS]: 'de' }
+  const exact = await s.lead(s.request('/lang', de))
+  if (exact.kind !== 'storing') throw new Error(exact.kind)
+  await exact.write
+  const url = s.request('/lang').key
+  t.equal(await s.store.getVariant(url, variantId(alias)), null, 'no alias for the answer to de itself')
+  const other = await s.lead(s.request('/lang', { 'accept-language': 'xx, de;q=0.1' }))
+  if (other.kind !== 'storing') throw new Error(other.kind)
+  await other.write
+  t.equal((await s.store.getVariant(url, variantId(de)))?.body.toString(), 'de for de', 'the answer to de is kept')
+  const stored = await s.store.getVariant(url, variantId(alias))
+  t.equal(stored?.body.toString(), 'de for xx, de;q=0.1', 'the alias')
+  t.same(stored?.vary, alias)
+  t.equal((await s.store.getVariant(url, variantId({ 'accept-language': 'de;q=0.1,xx' })))?.body.toString(), 'de for xx, de;q=0.1', 'and its own variant')
 })

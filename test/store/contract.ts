@@ -12,6 +12,7 @@
 import type { Test } from 'tap'
 import type { CacheEntry } from '../../src/cache/entry.ts'
 import type { CacheKey, VariantId } from '../../src/cache/key.ts'
+import { LANGUAGE_ALIAS } from '../../src/cache/vary.ts'
 import type { ManualClock } from '../../src/clock.ts'
 import type { InvalidEntry, PutOptions, Store } from '../../src/store/store.ts'
 
@@ -180,6 +181,18 @@ export async function storeContract (t: Test, name: string, make: MakeStore): Pr
     sameEntry(t, await store.getVariant(A1, variant('en')), en)
     sameEntry(t, await store.getVariant(A1, variant('fr')), fr)
     t.equal(await store.getVariant(A1, variant('de')), null)
+  })
+
+  await t.test(`${name}: a language alias is one more variant of its URL: the Vary record stays, it reads back, it goes with the URL`, async (t) => {
+    const { store } = await make(t)
+    const de = makeEntry(A1, { vary: { 'accept-language': 'de' }, body: Buffer.from('de') })
+    const alias = makeEntry(A1, { vary: { 'accept-language': 'de', [LANGUAGE_ALIAS]: 'de' }, body: Buffer.from('alias') })
+    await store.put(A1, variant('de'), de, PUT)
+    await store.put(A1, variant('alias'), alias, PUT)
+    t.strictSame((await store.lookup(A1)).vary, ['accept-language'], 'the mark names no request field: Vary unchanged, the exact variant kept')
+    sameEntry(t, await store.getVariant(A1, variant('de')), de)
+    sameEntry(t, await store.getVariant(A1, variant('alias')), alias, 'passes the entry check')
+    t.equal(await store.deleteUrl(A1), 2)
   })
 
   await t.test(`${name}: a changed Vary replaces the old variants`, async (t) => {
