@@ -51,6 +51,21 @@ export interface LimitSettings {
   only: 'all' | 'stampede'
   /** Another cachegate checkout whose gateways run the same stampedes, for a before/after comparison in one run. */
   stampedeBaseline: string | undefined
+  /** Which contenders take the throughput, allocation and soak parts (BENCH_LIMIT_CONTENDERS). */
+  contenders: string[]
+  /** Which parts run (BENCH_LIMIT_PARTS): throughput, alloc, soak, stampede. */
+  parts: string[]
+}
+
+const CONTENDER_IDS = ['node', 'fastify', 'memory', 'redis', 'redis-l1']
+const PART_IDS = ['throughput', 'alloc', 'soak', 'stampede']
+
+function envList (name: string, all: string[]): string[] {
+  const raw = process.env[name]
+  if (raw === undefined || raw.trim() === '') return all
+  const list = raw.split(',').map((s) => s.trim()).filter((s) => s !== '')
+  for (const s of list) if (!all.includes(s)) throw new RangeError(`${name} lists ${all.join(', ')}; got ${JSON.stringify(s)}`)
+  return list
 }
 
 export function limitSettings (): LimitSettings {
@@ -72,7 +87,9 @@ export function limitSettings (): LimitSettings {
     stampedeDelayMs: envInt('BENCH_LIMIT_STAMPEDE_DELAY', 200, 0, 10_000),
     stampedeRounds: envInt('BENCH_LIMIT_STAMPEDE_ROUNDS', 5, 1, 50),
     only: only === 'stampede' ? 'stampede' : 'all',
-    stampedeBaseline: baseline === '' ? undefined : baseline
+    stampedeBaseline: baseline === '' ? undefined : baseline,
+    contenders: envList('BENCH_LIMIT_CONTENDERS', CONTENDER_IDS),
+    parts: envList('BENCH_LIMIT_PARTS', PART_IDS)
   }
 }
 
@@ -209,8 +226,8 @@ export async function runLimit (settings: LimitSettings = limitSettings(), log: 
     const l1 = await gateway('cachegate/redis-l1', { redisUrl: redis.url, keyPrefix: 'limit-l1:', l1: true })
     log(`limit: priming ${settings.keys} keys on each gateway`)
     const memoryHit = await primeAll(memory.g.url, paths)
-    await primeAll(redisG.g.url, paths)
-    await primeAll(l1.g.url, paths)
+    if (settings.contenders.includes('redis')) await primeAll(redisG.g.url, paths)
+    if (settings.contenders.includes('redis-l1')) await primeAll(l1.g.url, paths)
 
     // The reference servers answer every path with the bytes and fields of one memory-store hit.
     const recorded: RecordedResponse = { status: memoryHit.status, headers: {}, body: memoryHit.body.toString('base64') }
@@ -228,17 +245,17 @@ export async function runLimit (settings: LimitSettings = limitSettings(), log: 
     const bareNode = await reference('bare node:http', 'bench/servers/bare-node.ts')
     const bareFastify = await reference('bare Fastify', 'bench/servers/bare-fastify.ts')
 
-    const contenders: Contender[] = [
+    const contenders: Contender[] = ([
       { id: 'node', name: 'bare node:http (fixed bytes)', base: `http://127.0.0.1:${bareNode.port}`, pid: bareNode.proc.pid, probePort: bareNode.probePort, gateway: false },
       { id: 'fastify', name: 'bare Fastify route', base: `http://127.0.0.1:${bareFastify.port}`, pid: bareFastify.proc.pid, probePort: bareFastify.probePort, gateway: false },
       { id: 'memory', name: 'cachegate, memory store', base: memory.g.url, pid: memory.g.proc.pid, probePort: memory.probePort, logs: memory.g.proc, gateway: true, goal: 0.85 },
       { id: 'redis', name: 'cachegate, Redis store', base: redisG.g.url, pid: redisG.g.proc.pid, probePort: redisG.probePort, logs: redisG.g.proc, redisPid: redis.proc.pid, gateway: true, goal: 0.6 },
       { id: 'redis-l1', name: 'cachegate, Redis store + L1', base: l1.g.url, pid: l1.g.proc.pid, probePort: l1.probePort, logs: l1.g.proc, redisPid: redis.proc.pid, gateway: true, goal: 0.85 }
-    ]
+    ] satisfies Contender[]).filter((c) => settings.contenders.includes(c.id))
 
     // 1. Throughput and latency, interleaved rounds.
     const rounds = new Map<string, Round[]>(contenders.map((c) => [c.id, []]))
-    for (let round = 0; round < settings.rounds; round++) {
+    for (let round = 0; settings.parts.includes('throughput') && round < settings.rounds; round++) {
       const order = contenders.map((_c, i) => contenders[(i + round) % contenders.length] as Contender)
       for (const c of order) {
         log(`limit: round ${round + 1}/${settings.rounds}: ${c.name} (${settings.warmupS}s warm-up + ${settings.durationS}s, ${generator}, ${settings.connections} connections, ${settings.keys} keys)`)
@@ -249,7 +266,7 @@ export async function runLimit (settings: LimitSettings = limitSettings(), log: 
     loadAfterRounds = loadavg()[0]?.toFixed(2) ?? '?'
     // 2. Bytes allocated per request, over a fixed number of requests.
     const alloc = new Map<string, ProbeStop & { requests: number }>()
-    for (const c of contenders) {
+    for (const c of settings.parts.includes('alloc') ? contenders : []) {
       log(`limit: allocation: ${c.name}, ${settings.allocRequests} requests`)
       await probe(c.probePort, 'start')
       const r = await runAutocannon({ url: c.base, paths, connections: 32, durationS: 120, amount: settings.allocRequests })
@@ -258,7 +275,7 @@ export async function runLimit (settings: LimitSettings = limitSettings(), log: 
 
     // 3. Heap during a hit soak.
     const soaks: Array<{ c: Contender, samples: ProbeHeap[], result: RandomLoadResult }> = []
-    if (settings.soakS > 0) {
+    if (settings.soakS > 0 && settings.parts.includes('soak')) {
       for (const c of contenders.filter((x) => settings.soak.includes(x.id))) {
         log(`limit: soak: ${c.name}, ${settings.soakS}s of ${generator} load, heap sampled every 10 s after a full GC`)
         const samples: ProbeHeap[] = [await probe<ProbeHeap>(c.probePort, 'heap')]
@@ -275,7 +292,7 @@ export async function runLimit (settings: LimitSettings = limitSettings(), log: 
       }
     }
 
-    return report(settings, cores, generator, contenders, rounds, alloc, soaks, await stampedes(settings, cores, redis.url, stops, log))
+    return report(settings, cores, generator, contenders, rounds, alloc, soaks, settings.parts.includes('stampede') ? await stampedes(settings, cores, redis.url, stops, log) : [])
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined)
   }

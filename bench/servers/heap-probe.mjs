@@ -8,6 +8,9 @@
  *   GET /stop   bytes allocated on the V8 heap since /start, GC count and time, then a full GC
  *               and the heap left
  *   GET /heap   full GC, then the heap statistics (for a soak: is the heap flat?)
+ *   GET /profile-start         starts a CPU profile (node:inspector), so a profile can leave out
+ *                              start-up and priming
+ *   GET /profile-stop?file=F   stops it and writes the .cpuprofile to F (absolute path)
  *
  * Bytes allocated over a window = (used heap at the end - used heap at the start)
  *                                 + the sum over every GC in between of (used before - used after).
@@ -16,7 +19,9 @@
  * and ArrayBuffer backing stores live outside the V8 heap; their net change is reported as
  * external memory, not as allocation.
  */
+import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
+import { Session } from 'node:inspector'
 import v8 from 'node:v8'
 
 const port = Number(process.env.BENCH_PROBE_PORT)
@@ -33,8 +38,38 @@ function collect () {
 if (Number.isInteger(port) && port > 0) {
   let profiler
   let start
+  let session
+  const post = (method, params) => new Promise((resolve, reject) => {
+    session.post(method, params, (err, result) => { if (err) reject(err); else resolve(result) })
+  })
   const server = createServer((req, res) => {
     let body
+    const url = new URL(req.url ?? '/', 'http://probe')
+    if (url.pathname === '/profile-start' || url.pathname === '/profile-stop') {
+      const reply = (status, value) => {
+        const text = JSON.stringify(value)
+        res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+        res.end(text)
+      }
+      const file = url.searchParams.get('file')
+      const work = url.pathname === '/profile-start'
+        ? (async () => {
+            session ??= new Session()
+            session.connect()
+            await post('Profiler.enable')
+            await post('Profiler.start')
+            return { started: true }
+          })()
+        : (async () => {
+            if (session === undefined || file === null) throw new Error('no profile running, or no ?file=')
+            const { profile } = await post('Profiler.stop')
+            session.disconnect()
+            writeFileSync(file, JSON.stringify(profile))
+            return { file }
+          })()
+      work.then((v) => reply(200, v), (err) => reply(500, { error: String(err) }))
+      return
+    }
     if (req.url === '/start') {
       profiler?.stop()
       start = collect()
