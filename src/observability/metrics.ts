@@ -18,6 +18,7 @@ import type { CacheKey, VariantId } from '../cache/key.ts'
 import type { LifecycleEvent } from '../lifecycle/read-through.ts'
 import type { InvalidEntryListener, PutOptions, Store, StoreLookup } from '../store/store.ts'
 import type { RequestOutcome } from './events.ts'
+import { TallyCounter, TallyHistogram, type CounterSlot, type HistogramSlot } from './tallies.ts'
 
 /** What a purge named; the label of cachegate_purges_total and cachegate_purged_entries_total. */
 export type PurgeKind = 'url' | 'prefix' | 'tag' | 'host' | 'all'
@@ -40,8 +41,8 @@ export interface MetricsSources {
 
 export class GatewayMetrics {
   readonly registry = new Registry()
-  readonly #requests: Counter<'route' | 'outcome'>
-  readonly #requestDuration: Histogram<'outcome'>
+  readonly #requests: TallyCounter<'route' | 'outcome'>
+  readonly #requestDuration: TallyHistogram<'outcome'>
   readonly #originRequests: Counter<'route' | 'status'>
   readonly #originDuration: Histogram<'route'>
   readonly #coalesced: Counter<'route'>
@@ -50,24 +51,25 @@ export class GatewayMetrics {
   readonly #purged: Counter<'kind'>
   readonly #storeErrors: Counter<'op'>
   readonly #cdnPurges: Counter<'provider' | 'result'>
-  readonly #storeDuration: Histogram<'op'>
+  readonly #storeDuration: TallyHistogram<'op'>
   readonly #invalidEntries: Counter<'reason'>
   #l1Bytes: () => number = () => 0
 
   constructor (sources: MetricsSources = {}) {
     const registers = [this.registry]
-    this.#requests = new Counter({
+    // Counted on every request, hits included: tallies (./tallies.ts), not prom-client per call.
+    this.#requests = new TallyCounter({
       name: 'cachegate_requests_total',
       help: 'Client requests by route and cache outcome (hit, miss, stale, revalidated, pass, error)',
       labelNames: ['route', 'outcome'],
-      registers
+      registry: this.registry
     })
-    this.#requestDuration = new Histogram({
+    this.#requestDuration = new TallyHistogram({
       name: 'cachegate_request_duration_seconds',
       help: 'Time from receiving a client request to the end of the response, by cache outcome',
       labelNames: ['outcome'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers
+      registry: this.registry
     })
     this.#originRequests = new Counter({
       name: 'cachegate_origin_requests_total',
@@ -112,12 +114,12 @@ export class GatewayMetrics {
       labelNames: ['op'],
       registers
     })
-    this.#storeDuration = new Histogram({
+    this.#storeDuration = new TallyHistogram({
       name: 'cachegate_store_duration_seconds',
       help: 'Store operation latency by operation',
       labelNames: ['op'],
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-      registers
+      registry: this.registry
     })
     this.#invalidEntries = new Counter({
       name: 'cachegate_store_invalid_entries_total',
@@ -158,24 +160,25 @@ export class GatewayMetrics {
     }))
   }
 
-  /** One per client request (the gateway's outcome listener). */
-  /**
-   * Labelled children are looked up once and kept: prom-client hashes the label object on
-   * every call otherwise, which shows on the hit path.
-   */
-  readonly #children = new Map<string, { requests: { inc: () => void }, duration: { observe: (v: number) => void } }>()
+  /** Slots per route, then per outcome: two lookups of strings the request already has. */
+  readonly #requestSlots = new Map<string, Map<string, { requests: CounterSlot, duration: HistogramSlot }>>()
 
+  /** One per client request (the gateway's outcome listener). */
   request (o: RequestOutcome): void {
     const route = o.route ?? NO_ROUTE
-    const id = `${route}\u0000${o.outcome}`
-    let child = this.#children.get(id)
-    if (child === undefined) {
-      child = { requests: this.#requests.labels({ route, outcome: o.outcome }), duration: this.#requestDuration.labels({ outcome: o.outcome }) }
+    let byOutcome = this.#requestSlots.get(route)
+    if (byOutcome === undefined) {
       // Bounded by routes × outcomes; a reload with new route names adds a few.
-      this.#children.set(id, child)
+      byOutcome = new Map()
+      this.#requestSlots.set(route, byOutcome)
     }
-    child.requests.inc()
-    child.duration.observe(o.durationMs / 1000)
+    let slot = byOutcome.get(o.outcome)
+    if (slot === undefined) {
+      slot = { requests: this.#requests.slot({ route, outcome: o.outcome }), duration: this.#requestDuration.slot({ outcome: o.outcome }) }
+      byOutcome.set(o.outcome, slot)
+    }
+    slot.requests.add()
+    slot.duration.observe(o.durationMs / 1000)
   }
 
   /** Read-through and pass-through lifecycle events. */
@@ -217,15 +220,15 @@ export class GatewayMetrics {
     if (entries > 0) this.#purged.inc({ kind }, entries)
   }
 
-  readonly #storeChildren = new Map<StoreOp, { observe: (v: number) => void }>()
+  readonly #storeSlots = new Map<StoreOp, HistogramSlot>()
 
   storeOperation (op: StoreOp, seconds: number, failed: boolean): void {
-    let child = this.#storeChildren.get(op)
-    if (child === undefined) {
-      child = this.#storeDuration.labels({ op })
-      this.#storeChildren.set(op, child)
+    let slot = this.#storeSlots.get(op)
+    if (slot === undefined) {
+      slot = this.#storeDuration.slot({ op })
+      this.#storeSlots.set(op, slot)
     }
-    child.observe(seconds)
+    slot.observe(seconds)
     if (failed) this.#storeErrors.inc({ op })
   }
 
