@@ -17,7 +17,7 @@ import type { GatewayConfig, RouteConfig } from '../config/types.ts'
 import type { RequestOutcome } from '../observability/events.ts'
 import type { Store, StoreLookup } from '../store/store.ts'
 import { BoundedMap, type BoundedMapStats } from '../bounded-map.ts'
-import { plainHitRequest, plainHitRoute, requestScheme, resolveRequest } from './request-fields.ts'
+import { plainHitHost, plainHitRoute, requestScheme, resolveRequest } from './request-fields.ts'
 import { headersOfEntry, storedAnswerFields } from './respond.ts'
 
 export interface FastHitDeps {
@@ -43,18 +43,28 @@ export function prefetched (req: IncomingMessage, key: CacheKey): Prefetched | u
   return p?.key === key ? p : undefined
 }
 
-/** Downstream fields of an entry as a flat [name, value, …] list, computed once per stored object. */
-const flat = new WeakMap<CacheEntry, { route: RouteConfig, list: string[] }>()
-function flatHeaders (entry: CacheEntry, route: RouteConfig): string[] {
-  const cached = flat.get(entry)
-  if (cached?.route === route) return cached.list
+/**
+ * What the fast path needs of a stored object, computed once per object and route: whether it
+ * has variants, and its downstream fields as the flat [name, value, …] list writeHead takes,
+ * with three pairs at the end (Age, Via, Cache-Status) whose values are set per answer. The
+ * list is shared by every answer from the object: writeHead turns it into the header block at
+ * once and keeps no reference (a single thread writes one answer at a time).
+ */
+interface FastForm { route: RouteConfig, varies: boolean, list: string[], age: number, cacheStatus: number }
+const forms = new WeakMap<CacheEntry, FastForm>()
+function fastForm (entry: CacheEntry, route: RouteConfig): FastForm {
+  const cached = forms.get(entry)
+  if (cached?.route === route) return cached
   const list: string[] = []
   for (const [name, value] of Object.entries(headersOfEntry(entry, route))) {
     if (typeof value === 'string') list.push(name, value)
     else for (const v of value) list.push(name, v)
   }
-  flat.set(entry, { route, list })
-  return list
+  const added = storedAnswerFields(0, '')
+  list.push('age', added.age, 'via', added.via, 'cache-status', added['cache-status'])
+  const form = { route, varies: Object.keys(entry.vary).length > 0, list, age: list.length - 5, cacheStatus: list.length - 1 }
+  forms.set(entry, form)
+  return form
 }
 
 export class FastHit {
@@ -96,10 +106,9 @@ export class FastHit {
   handle (req: IncomingMessage, res: ServerResponse, fallback: (req: IncomingMessage, res: ServerResponse) => void): void {
     const start = performance.now()
     const method = req.method
-    const h = req.headers
-    const host = h.host
     const target = req.url
-    if (!this.#enabled || host === undefined || target === undefined || method === undefined || !plainHitRequest(method, h, req.rawHeaders)) {
+    const host = this.#enabled ? plainHitHost(method, req.rawHeaders) : undefined
+    if (host === undefined || target === undefined || method === undefined) {
       fallback(req, res)
       return
     }
@@ -155,12 +164,15 @@ export class FastHit {
 
   /** Writes the hit when the entry is this URL's, has no variant and is fresh; false (nothing written) otherwise. */
   #send (res: ServerResponse, method: string, route: RouteConfig, key: CacheKey, entry: CacheEntry, start: number): boolean {
-    if (entry.url !== key || Object.keys(entry.vary).length > 0) return false
+    const form = fastForm(entry, route)
+    if (entry.url !== key || form.varies) return false
     const decision = decide(entry, NO_DIRECTIVES, this.#d.clock.now())
     if (decision.kind !== 'fresh') return false
     const cacheStatus = formatCacheStatus({ hit: true, ttl: decision.ttl / 1000 })
     const added = storedAnswerFields(decision.age, cacheStatus)
-    const headers = flatHeaders(entry, route).concat('age', added.age, 'via', added.via, 'cache-status', added['cache-status'])
+    const headers = form.list
+    headers[form.age] = added.age
+    headers[form.cacheStatus] = added['cache-status']
     res.writeHead(entry.status, headers)
     res.end(method === 'HEAD' ? undefined : entry.body)
     this.#d.onOutcome({

@@ -1,7 +1,6 @@
 /**
  * Small request facts shared by the public request paths (fast hit, proxy, purge method).
  */
-import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { ignoreMatcher, keyOf, normalizeTarget, type KeyInput, type NormalizedUrl } from '../cache/key.ts'
@@ -49,6 +48,11 @@ export function requestScheme (socket: Socket): 'http' | 'https' {
   return (socket as TLSSocket).encrypted === true ? 'https' : 'http'
 }
 
+/** Is `name` (any case) equal to `lower` (lowercase)? Common spellings first: no allocation. */
+function named (name: string, lower: string, canonical: string): boolean {
+  return name === lower || name === canonical || name.toLowerCase() === lower
+}
+
 /**
  * Can this request be answered by a plain fresh hit, without the lifecycle? Only a GET or HEAD
  * with exactly one Host field (several get a 400, RFC 9112 §3.2) and none of the fields that
@@ -56,13 +60,43 @@ export function requestScheme (socket: Socket): 'http' | 'https' {
  * credentials (Authorization changes who may be answered from the cache), conditionals and
  * ranges. The fast path answers only such requests; every other one goes the full way, where
  * the same stored entry gets the same decision (test/integration/one-hit-rule.test.ts).
+ *
+ * Returns the one Host value, or undefined when the request is not plain. It reads the raw
+ * field list, not `req.headers`: Node builds that object on first use, and a hit need not.
  */
-export function plainHitRequest (method: string | undefined, h: IncomingHttpHeaders, rawHeaders: readonly string[]): boolean {
-  return (method === 'GET' || method === 'HEAD') && h.host !== undefined &&
-    h['cache-control'] === undefined && h.pragma === undefined && h.authorization === undefined &&
-    h['if-none-match'] === undefined && h['if-modified-since'] === undefined && h.range === undefined &&
-    h['if-range'] === undefined && h['if-match'] === undefined && h['if-unmodified-since'] === undefined &&
-    hostFields(rawHeaders) === 1
+export function plainHitHost (method: string | undefined, raw: readonly string[]): string | undefined {
+  if (method !== 'GET' && method !== 'HEAD') return undefined
+  let host: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    switch (name.length) {
+      case 4:
+        if (named(name, 'host', 'Host')) {
+          if (host !== undefined) return undefined
+          host = raw[i + 1]
+        }
+        break
+      case 5:
+        if (named(name, 'range', 'Range')) return undefined
+        break
+      case 6:
+        if (named(name, 'pragma', 'Pragma')) return undefined
+        break
+      case 8:
+        if (named(name, 'if-range', 'If-Range') || named(name, 'if-match', 'If-Match')) return undefined
+        break
+      case 13:
+        if (named(name, 'cache-control', 'Cache-Control') || named(name, 'authorization', 'Authorization') || named(name, 'if-none-match', 'If-None-Match')) return undefined
+        break
+      case 17:
+        if (named(name, 'if-modified-since', 'If-Modified-Since')) return undefined
+        break
+      case 19:
+        if (named(name, 'if-unmodified-since', 'If-Unmodified-Since')) return undefined
+        break
+    }
+  }
+  return host
 }
 
 /**

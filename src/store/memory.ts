@@ -43,6 +43,8 @@ interface Slot {
   readonly seal: BodySeal
   readonly size: number
   readonly expiresAt: number
+  /** Read since it last reached the head of the eviction order (second chance). */
+  used: boolean
 }
 
 interface UrlRecord {
@@ -62,7 +64,12 @@ export class MemoryStore implements Store {
   readonly #maxBytes: number
   readonly #clock: Clock
   readonly #urls = new Map<CacheKey, UrlRecord>()
-  /** Every slot, least recently used first (a Set iterates in insertion order). */
+  /**
+   * Every slot in eviction order (a Set iterates in insertion order): least recently stored or
+   * spared first. A read only marks its slot `used`; eviction gives a used slot at the head a
+   * second chance (moved to the tail, unmarked) and takes the first unused one. That is LRU's
+   * "read keeps it" without moving a Set cell on every hit (CLOCK, as in many caches).
+   */
   readonly #lru = new Set<Slot>()
   /** tag -> url -> how many of the URL's variants carry the tag. */
   readonly #tags = new Map<string, Map<CacheKey, number>>()
@@ -139,7 +146,7 @@ export class MemoryStore implements Store {
     record.vary = vary
     const expiresAt = now + options.ttlMs
     record.expiresAt = Math.max(record.expiresAt, expiresAt)
-    const slot: Slot = { url, variant, entry: stored, seal: sealBody(stored.body), size, expiresAt }
+    const slot: Slot = { url, variant, entry: stored, seal: sealBody(stored.body), size, expiresAt, used: false }
     record.variants.set(variant, slot)
     this.#lru.add(slot)
     this.#bytes += size
@@ -157,6 +164,13 @@ export class MemoryStore implements Store {
     while (this.#bytes > this.#maxBytes) {
       const lru = this.#lru.values().next().value
       if (lru === undefined) break
+      if (lru.used || lru === slot) {
+        // Ends: every slot passed over is unmarked, and the one just stored fits on its own.
+        lru.used = false
+        this.#lru.delete(lru)
+        this.#lru.add(lru)
+        continue
+      }
       this.#remove(lru)
     }
   }
@@ -254,8 +268,7 @@ export class MemoryStore implements Store {
       reportInvalid(this.#invalidListeners, { url: slot.url, variant: slot.variant, problem, store: 'memory', deleted: true })
       return null
     }
-    this.#lru.delete(slot)
-    this.#lru.add(slot)
+    slot.used = true
     return slot.entry
   }
 
