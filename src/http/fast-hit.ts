@@ -18,7 +18,7 @@ import type { RequestOutcome } from '../observability/events.ts'
 import type { Store, StoreLookup } from '../store/store.ts'
 import { BoundedMap, type BoundedMapStats } from '../bounded-map.ts'
 import { plainHitHost, plainHitRoute, requestScheme, resolveRequest } from './request-fields.ts'
-import { headersOfEntry, storedAnswerFields } from './respond.ts'
+import { entryForm, writeEntryAnswer } from './respond.ts'
 
 export interface FastHitDeps {
   config: () => GatewayConfig
@@ -41,30 +41,6 @@ type Prefetching = IncomingMessage & { [PREFETCHED]?: Prefetched }
 export function prefetched (req: IncomingMessage, key: CacheKey): Prefetched | undefined {
   const p = (req as Prefetching)[PREFETCHED]
   return p?.key === key ? p : undefined
-}
-
-/**
- * What the fast path needs of a stored object, computed once per object and route: whether it
- * has variants, and its downstream fields as the flat [name, value, …] list writeHead takes,
- * with three pairs at the end (Age, Via, Cache-Status) whose values are set per answer. The
- * list is shared by every answer from the object: writeHead turns it into the header block at
- * once and keeps no reference (a single thread writes one answer at a time).
- */
-interface FastForm { route: RouteConfig, varies: boolean, list: string[], age: number, cacheStatus: number }
-const forms = new WeakMap<CacheEntry, FastForm>()
-function fastForm (entry: CacheEntry, route: RouteConfig): FastForm {
-  const cached = forms.get(entry)
-  if (cached?.route === route) return cached
-  const list: string[] = []
-  for (const [name, value] of Object.entries(headersOfEntry(entry, route))) {
-    if (typeof value === 'string') list.push(name, value)
-    else for (const v of value) list.push(name, v)
-  }
-  const added = storedAnswerFields(0, '')
-  list.push('age', added.age, 'via', added.via, 'cache-status', added['cache-status'])
-  const form = { route, varies: Object.keys(entry.vary).length > 0, list, age: list.length - 5, cacheStatus: list.length - 1 }
-  forms.set(entry, form)
-  return form
 }
 
 export class FastHit {
@@ -164,17 +140,12 @@ export class FastHit {
 
   /** Writes the hit when the entry is this URL's, has no variant and is fresh; false (nothing written) otherwise. */
   #send (res: ServerResponse, method: string, route: RouteConfig, key: CacheKey, entry: CacheEntry, start: number): boolean {
-    const form = fastForm(entry, route)
+    const form = entryForm(entry, route)
     if (entry.url !== key || form.varies) return false
     const decision = decide(entry, NO_DIRECTIVES, this.#d.clock.now())
     if (decision.kind !== 'fresh') return false
     const cacheStatus = formatCacheStatus({ hit: true, ttl: decision.ttl / 1000 })
-    const added = storedAnswerFields(decision.age, cacheStatus)
-    const headers = form.list
-    headers[form.age] = added.age
-    headers[form.cacheStatus] = added['cache-status']
-    res.writeHead(entry.status, headers)
-    res.end(method === 'HEAD' ? undefined : entry.body)
+    writeEntryAnswer(res, method, entry, form, decision.age, cacheStatus)
     this.#d.onOutcome({
       route: route.name,
       method,

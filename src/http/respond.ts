@@ -13,7 +13,7 @@ import { HOP_BY_HOP, parseTags, TAG_FIELDS, type IncomingHeaders } from '../cach
 import { formatTagHeader } from '../cache/tag-header.ts'
 import { decideRange } from '../cache/range.ts'
 import type { RouteConfig } from '../config/types.ts'
-import { errorBody, type GatewayError } from '../errors.ts'
+import { errorBody, GatewayError } from '../errors.ts'
 import type { Answer } from '../lifecycle/read-through.ts'
 import { BoundedMap } from '../bounded-map.ts'
 
@@ -121,6 +121,45 @@ export function storedAnswerFields (ageMs: number, cacheStatus: string): { age: 
   return { age: String(Math.floor(ageMs / 1000)), via: VIA, 'cache-status': cacheStatus }
 }
 
+/**
+ * What answering from a stored object takes, computed once per object and route: whether it
+ * has variants, and its downstream fields as the flat [name, value, …] list writeHead takes,
+ * with three pairs at the end (Age, Via, Cache-Status) whose values are set per answer. The
+ * list is shared by every answer from the object: writeHead turns it into the header block at
+ * once and keeps no reference (one thread writes one answer at a time).
+ */
+export interface EntryForm { route: RouteConfig, varies: boolean, list: string[], age: number, cacheStatus: number }
+const forms = new WeakMap<CacheEntry, EntryForm>()
+export function entryForm (entry: CacheEntry, route: RouteConfig): EntryForm {
+  const cached = forms.get(entry)
+  if (cached?.route === route) return cached
+  const list: string[] = []
+  for (const [name, value] of Object.entries(headersOfEntry(entry, route))) {
+    if (typeof value === 'string') list.push(name, value)
+    else for (const v of value) list.push(name, v)
+  }
+  const added = storedAnswerFields(0, '')
+  list.push('age', added.age, 'via', added.via, 'cache-status', added['cache-status'])
+  const form = { route, varies: Object.keys(entry.vary).length > 0, list, age: list.length - 5, cacheStatus: list.length - 1 }
+  forms.set(entry, form)
+  return form
+}
+
+/**
+ * Writes a stored object's whole answer (its status, fields and body) straight to Node's
+ * response: one header block and one write. The fast path and the full path both answer
+ * through it, so a hit is the same bytes whichever path answered it. Throws, with nothing
+ * sent, when Node refuses a field.
+ */
+export function writeEntryAnswer (res: ServerResponse, method: string, entry: CacheEntry, form: EntryForm, ageMs: number, cacheStatus: string): void {
+  const added = storedAnswerFields(ageMs, cacheStatus)
+  const list = form.list
+  list[form.age] = added.age
+  list[form.cacheStatus] = added['cache-status']
+  res.writeHead(entry.status, list)
+  res.end(method === 'HEAD' ? undefined : entry.body)
+}
+
 export function sendAnswer (reply: FastifyReply, method: string, requestHeaders: IncomingHeaders, route: RouteConfig, answer: Answer): void {
   if (answer.kind === 'error') {
     sendError(reply, answer.error, answer.cacheStatus)
@@ -171,8 +210,17 @@ export function sendAnswer (reply: FastifyReply, method: string, requestHeaders:
       return
     }
   }
-  reply.code(entry.status).headers(headers).headers(added)
-  reply.send(method === 'HEAD' ? undefined : entry.body)
+  // Straight to Node, as the fast path answers: fastify's send would add nothing here (the
+  // fields are complete) but its cost. onResponse hooks still run on 'finish'.
+  try {
+    writeEntryAnswer(reply.raw, method, entry, entryForm(entry, route), answer.age, cacheStatus)
+  } catch {
+    // Node refused a field: nothing was sent (stored data is checked, so this is a bug).
+    for (const name of reply.raw.getHeaderNames()) reply.raw.removeHeader(name)
+    sendError(reply, new GatewayError('CG_ERR_INTERNAL'))
+    return
+  }
+  reply.hijack()
 }
 
 function send304 (reply: FastifyReply, headers: HeaderMap, cacheStatus: string, age: string | undefined): void {
