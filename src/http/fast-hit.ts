@@ -43,14 +43,23 @@ export function prefetched (req: IncomingMessage, key: CacheKey): Prefetched | u
   return p?.key === key ? p : undefined
 }
 
+/** A target's normalization for one scheme and host; result null: not answered here. */
+interface Resolution { scheme: string, host: string, result: { route: RouteConfig, key: CacheKey } | null }
+const KEY_CACHE = {
+  maxEntries: 10_000,
+  maxBytes: 8 * 1024 * 1024,
+  sizeOf: (v: Resolution, target: string): number => target.length * 2 + v.host.length * 2 + (v.result === null ? 8 : v.result.key.length * 2 + 32)
+}
+
 export class FastHit {
   readonly #d: FastHitDeps
-  /** Normalized keys of recently seen (host, target) pairs: normalization is pure, so it is cached. */
-  readonly #keys = new BoundedMap<string, { route: RouteConfig, key: CacheKey } | null>({
-    maxEntries: 10_000,
-    maxBytes: 8 * 1024 * 1024,
-    sizeOf: (v) => v === null ? 8 : v.key.length * 2 + 32
-  })
+  /**
+   * Normalized keys of recently seen (scheme, host, target) triples: normalization is pure, so
+   * it is cached. Looked up by the target alone, the common case (one host per path) needs no
+   * composed string; the same target on another host or scheme goes to #otherKeys.
+   */
+  readonly #keys = new BoundedMap<string, Resolution>(KEY_CACHE)
+  readonly #otherKeys = new BoundedMap<string, Resolution>(KEY_CACHE)
 
   #enabled = true
 
@@ -65,12 +74,15 @@ export class FastHit {
 
   /** Size of the key normalization cache (bounded: a burst of unique URLs cannot grow it). */
   keyCache (): BoundedMapStats {
-    return this.#keys.stats()
+    const a = this.#keys.stats()
+    const b = this.#otherKeys.stats()
+    return { entries: a.entries + b.entries, bytes: a.bytes + b.bytes, maxEntries: a.maxEntries + b.maxEntries, maxBytes: a.maxBytes + b.maxBytes, evictions: a.evictions + b.evictions }
   }
 
   /** Forgets cached key normalizations (after a reload changed the routes). */
   reset (): void {
     this.#keys.clear()
+    this.#otherKeys.clear()
   }
 
   /**
@@ -161,10 +173,14 @@ export class FastHit {
   }
 
   #resolve (scheme: string, host: string, target: string): { route: RouteConfig, key: CacheKey } | null {
-    const id = `${scheme}\n${host}\n${target}`
     // peek, not get: eviction in insertion order keeps a hit free of bookkeeping.
-    const known = this.#keys.peek(id)
-    if (known !== undefined) return known
+    const known = this.#keys.peek(target)
+    if (known !== undefined && known.host === host && known.scheme === scheme) return known.result
+    const id = `${scheme}\n${host}\n${target}`
+    if (known !== undefined) {
+      const other = this.#otherKeys.peek(id)
+      if (other !== undefined) return other.result
+    }
     let result: { route: RouteConfig, key: CacheKey } | null = null
     if (target.length <= this.#d.config().limits.maxUrlLength) {
       // The same resolution as the full path: routed on the normalized path (request-fields.ts).
@@ -173,7 +189,8 @@ export class FastHit {
         result = { route: r.route, key: r.url.key }
       }
     }
-    this.#keys.set(id, result)
+    if (known === undefined) this.#keys.set(target, { scheme, host, result })
+    else this.#otherKeys.set(id, { scheme, host, result })
     return result
   }
 }

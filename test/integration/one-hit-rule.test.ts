@@ -127,3 +127,29 @@ t.test('route options the fast path leaves alone get the same answer from both g
     t.equal(answers[0], answers[1], name)
   }
 })
+
+t.test('the fast path answers one path on two hosts each with its own entry', async (t) => {
+  // The fast path caches key normalization by target first; the host must still decide the key.
+  const origin = await startOrigin(t, (req, res) => {
+    const body = `page for ${String(req.headers['x-forwarded-host'])}`
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'cache-control': 'max-age=600' })
+    res.end(body)
+  })
+  const gw = await withGateway(t, { config: { routes: [{ origin: origin.url }] }, clock: new ManualClock(), random: () => 1 })
+  const hosts = ['a.example', 'b.example', 'A.example:80']
+  const bodyOf = (answer: string): string => answer.slice(answer.indexOf('\r\n\r\n') + 4)
+  const first = new Map<string, string>()
+  for (const host of hosts) first.set(host, bodyOf(await exchange(gw, request('GET', '/same', [`Host: ${host}`]))))
+  await gw.settled()
+  t.equal(first.get('a.example'), 'page for a.example')
+  t.equal(first.get('b.example'), 'page for b.example')
+  const before = origin.count()
+  for (let round = 0; round < 3; round++) {
+    for (const host of hosts) {
+      const answer = await exchange(gw, request('GET', '/same', [`Host: ${host}`]))
+      t.match(answer, /cache-status: cachegate; hit/i, `${host}: a hit`)
+      t.equal(bodyOf(answer), first.get(host), `${host}: its own entry, never another host's`)
+    }
+  }
+  t.equal(origin.count(), before, 'all answered from the cache')
+})
