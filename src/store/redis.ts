@@ -14,12 +14,13 @@ import type { ClusterOptions, RedisOptions } from 'ioredis'
 import type { CacheEntry } from '../cache/entry.ts'
 import { decodeEntry, encodeEntry, ENTRY_MAGIC, type DecodeResult } from '../cache/entry-codec.ts'
 import type { EntryProblem } from '../cache/entry-check.ts'
-import { originOf, type CacheKey, type VariantId } from '../cache/key.ts'
+import { NO_VARIANT, originOf, type CacheKey, type VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
 import {
   assertKeyPrefix, originIndexKeys, originsIndexKeys, tagIndexKeys, urlKeys
 } from './redis-keys.ts'
 import type { IndexKeys } from './redis-keys.ts'
+import { ReadBatch, type Value } from './redis-batch.ts'
 import { checkPut, reportInvalid, varyNames, type InvalidEntryListener, type PutOptions, type Store, type StoreLookup } from './store.ts'
 import { BoundedMap } from '../bounded-map.ts'
 
@@ -264,6 +265,15 @@ export class RedisStore implements Store {
   readonly #prefix: string
   readonly #clock: Clock
   readonly #decoded = new DecodedEntries()
+  /** Standalone Redis: the reads of one event-loop turn in one MGET (redis-batch.ts). Cluster: none. */
+  readonly #batch: ReadBatch | undefined
+  /** Per URL, the keys a lookup reads (its Vary record, its no-Vary entry), built once: hot URLs only (rebuilding is cheap). */
+  readonly #lookupKeys = new BoundedMap<CacheKey, readonly [string, string]>({
+    maxEntries: 10_000,
+    maxBytes: 4 * 1024 * 1024,
+    sizeOf: (keys) => (keys[0].length + keys[1].length) * 2 + 48
+  })
+
   readonly #invalidListeners = new Set<InvalidEntryListener>()
   /** Refused values being deleted: entry id -> SHA-1 of the value (one delete and one report per value). */
   readonly #discarding = new Map<string, string>()
@@ -282,21 +292,35 @@ export class RedisStore implements Store {
       for (const [name, definition] of Object.entries(SCRIPTS)) c.defineCommand(name, definition)
     }
     this.#client = client
+    this.#batch = client instanceof Cluster ? undefined : new ReadBatch(client)
     this.#scripts = client as unknown as StoreScripts
     this.#writes = writer as unknown as StoreScripts
     this.#prefix = options.keyPrefix
     this.#clock = options.clock
   }
 
-  async lookup (url: CacheKey): Promise<StoreLookup> {
-    const keys = urlKeys(this.#prefix, url)
-    // One round trip: both keys carry the URL's hash tag, so MGET is valid on Cluster too.
-    const [vary, entry] = await this.#client.mgetBuffer(keys.vary, keys.entry('' as VariantId))
-    return { vary: parseVary(vary ?? null), entry: this.#entry(url, '' as VariantId, entry ?? null) }
+  /**
+   * One round trip: the URL's Vary record and no-Vary entry (both keys carry the URL's hash tag,
+   * so the MGET is single-slot on a Cluster too). On a standalone Redis the lookups of one turn
+   * of the event loop share one MGET (redis-batch.ts); each still gets only its own keys' values.
+   */
+  lookup (url: CacheKey): Promise<StoreLookup> {
+    let keys = this.#lookupKeys.peek(url)
+    if (keys === undefined) {
+      const k = urlKeys(this.#prefix, url)
+      keys = [k.vary, k.entry(NO_VARIANT)] as const
+      this.#lookupKeys.set(url, keys)
+    }
+    const answer = (values: readonly Value[], at: number): StoreLookup =>
+      ({ vary: parseVary(values[at] ?? null), entry: this.#entry(url, NO_VARIANT, values[at + 1] ?? null) })
+    if (this.#batch !== undefined) return this.#batch.read(keys, answer)
+    return this.#client.mgetBuffer(keys[0], keys[1]).then((values) => answer(values, 0))
   }
 
-  async getVariant (url: CacheKey, variant: VariantId): Promise<CacheEntry | null> {
-    return this.#entry(url, variant, await this.#client.getBuffer(urlKeys(this.#prefix, url).entry(variant)))
+  getVariant (url: CacheKey, variant: VariantId): Promise<CacheEntry | null> {
+    const key = urlKeys(this.#prefix, url).entry(variant)
+    if (this.#batch !== undefined) return this.#batch.read([key], (values, at) => this.#entry(url, variant, values[at] ?? null))
+    return this.#client.getBuffer(key).then((raw) => this.#entry(url, variant, raw))
   }
 
   onInvalidEntry (listener: InvalidEntryListener): () => void {
@@ -411,8 +435,12 @@ function toCount (reply: unknown): number {
   return reply
 }
 
+/** The record of a URL that does not vary, shared (frozen): the commonest by far. */
+const NO_VARY_NAMES: readonly string[] = Object.freeze([])
+
 function parseVary (raw: Buffer | null): readonly string[] | null {
   if (raw === null) return null
+  if (raw.length === 2 && raw[0] === 0x5b && raw[1] === 0x5d) return NO_VARY_NAMES // '[]'
   try {
     const names: unknown = JSON.parse(raw.toString('utf8'))
     // The names pick request fields for the variant: field names only (RFC 9110 §5.1 token).
@@ -431,34 +459,41 @@ function isStringArray (v: unknown): v is string[] {
 
 /**
  * Recently decoded entries with the exact bytes they came from. Every read still fetches the
- * bytes from Redis; when they are byte-for-byte the ones decoded last time, the earlier object
- * is handed out again (frozen, so no caller can change it), which saves the decode and lets
- * per-entry work (downstream headers) be reused. Any change in Redis (a new response, a soft
- * purge rewriting invalidatedAt) changes the bytes, and so is decoded afresh. Bounded in bytes.
+ * bytes from Redis; when they are byte-for-byte the ones decoded last time for the same URL and
+ * variant, the earlier result is handed out again (frozen, so no caller can change it), which
+ * saves the decode and lets per-entry work (downstream headers) be reused. Any change in Redis (a
+ * new response, a soft purge rewriting invalidatedAt) changes the bytes, and so is decoded afresh.
+ * Bounded in bytes; the bytes kept are a copy of exactly the value (a reply is a view of the
+ * socket read it arrived in, which may hold many other replies).
  */
 class DecodedEntries {
-  readonly #byKey: BoundedMap<string, { raw: Buffer, entry: CacheEntry }>
+  readonly #byId: BoundedMap<string, { raw: Buffer, result: DecodeResult }>
   readonly #maxBytes: number
 
   constructor (maxBytes = 32 * 1024 * 1024) {
     this.#maxBytes = maxBytes
-    this.#byKey = new BoundedMap({ maxEntries: 50_000, maxBytes, sizeOf: (v) => v.raw.length })
+    this.#byId = new BoundedMap({ maxEntries: 50_000, maxBytes, sizeOf: (v) => v.raw.length })
   }
 
   /** Refused values are decoded again on every read: they are rare, and deleted when found. */
-  read (url: CacheKey, variant: string, raw: Buffer): DecodeResult {
-    const id = `${url}\n${variant}`
-    const known = this.#byKey.peek(id)
-    if (known !== undefined && known.raw.equals(raw)) return { ok: true, entry: known.entry }
-    const result = decodeEntry(raw, url)
-    if (!result.ok || raw.length > this.#maxBytes / 64) return result
+  read (url: CacheKey, variant: VariantId, raw: Buffer): DecodeResult {
+    // The no-Vary entry by its URL alone: the key the request path already holds, hashed once.
+    // A normalized URL has no line break, so the ids of variants cannot collide with it.
+    const id = variant === NO_VARIANT ? url : `${url}\n${variant}`
+    const known = this.#byId.peek(id)
+    if (known !== undefined && known.raw.equals(raw)) return known.result
+    if (raw.length > this.#maxBytes / 64) return decodeEntry(raw, url)
+    const own = Buffer.allocUnsafeSlow(raw.length)
+    raw.copy(own)
+    const result = decodeEntry(own, url)
+    if (!result.ok) return result
     const entry = result.entry
     for (const value of Object.values(entry.headers)) if (Array.isArray(value)) Object.freeze(value)
     Object.freeze(entry.headers)
     Object.freeze(entry.vary)
     Object.freeze(entry.tags)
     Object.freeze(entry)
-    this.#byKey.set(id, { raw, entry })
+    this.#byId.set(id, { raw: own, result: Object.freeze(result) })
     return result
   }
 }

@@ -206,3 +206,21 @@ export async function startRedisCluster (t: Test, opts: { masters: number } = { 
   }
   return { nodes, stop }
 }
+
+/** Calls per command so far (INFO commandstats). */
+export async function commandStats (raw: Redis): Promise<Map<string, number>> {
+  const info = await raw.info('commandstats')
+  const out = new Map<string, number>()
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1] ?? '', Number(m[2]))
+  return out
+}
+
+/** Calls per command since `before` (from commandStats), the INFO calls themselves left out. */
+export async function commandsSince (raw: Redis, before: Map<string, number>): Promise<Record<string, number>> {
+  const out: Record<string, number> = {}
+  for (const [name, calls] of await commandStats(raw)) {
+    const d = calls - (before.get(name) ?? 0)
+    if (d > 0 && name !== 'info') out[name] = d
+  }
+  return out
+}
