@@ -39,6 +39,15 @@ export function isStoreBypassed (err: unknown): err is StoreBypassedError {
   return err instanceof StoreBypassedError
 }
 
+/**
+ * An admitted call, as `admit` returns it: the breaker's generation when it was admitted, times
+ * two, plus one for the probe (a number, so that admitting a call allocates nothing).
+ */
+export type Admission = number
+
+/** Chains on an admitted call's promise in place of `run`, and tells `end` how the call ended. */
+export type Chain = <T>(pending: Promise<T>, admission: Admission) => Promise<T>
+
 /** How a failed call counts: towards opening, as proof the server is up, or neither. */
 export type Verdict = 'failure' | 'success' | 'neutral'
 
@@ -84,30 +93,43 @@ export class CircuitBreaker {
 
   /**
    * Runs `call` unless the breaker is open (then rejects with StoreBypassedError, unsent) and
-   * counts its outcome. Chained on the call's promise, without async frames: the lookups of
-   * every request go through here.
+   * counts its outcome. Chained on the call's promise, without async frames. With `chain`, the
+   * chaining is left to it (the guard's timed reads: store/deadlines.ts), which must hand the
+   * admission to `end` once the call has ended: one promise per call instead of two.
    */
-  run<T> (call: () => Promise<T>): Promise<T> {
-    let probe: boolean
+  run<T> (call: () => Promise<T>, chain?: Chain): Promise<T> {
+    let admission: Admission
     try {
-      probe = this.#admit()
+      admission = this.admit()
     } catch (err) {
       return Promise.reject(asError(err))
     }
-    const generation = this.#generation
     let pending: Promise<T>
     try {
       pending = call()
     } catch (err) {
       pending = Promise.reject(asError(err))
     }
+    if (chain !== undefined) return chain(pending, admission)
     return pending.then((result) => {
-      this.#settle('success', probe, generation, undefined)
+      this.#settle('success', admission, undefined)
       return result
     }, (err: unknown) => {
-      this.#settle(this.#o.judge(err), probe, generation, err)
+      this.#settle(this.#o.judge(err), admission, err)
       return Promise.reject(asError(err))
     })
+  }
+
+  /** Throws StoreBypassedError when a call may not go through; else the admission to hand to `end` when it has ended. */
+  admit (): Admission {
+    const probe = this.#admit()
+    return this.#generation * 2 + (probe ? 1 : 0)
+  }
+
+  /** Counts the end of an admitted call: `err` undefined for a success, else the error it failed with. */
+  end (admission: Admission, err: Error | undefined): void {
+    if (err === undefined) this.#settle('success', admission, undefined)
+    else this.#settle(this.#o.judge(err), admission, err)
   }
 
   /** Throws StoreBypassedError when the call may not go through; true when it is the probe. */
@@ -121,9 +143,10 @@ export class CircuitBreaker {
     return true
   }
 
-  #settle (verdict: Verdict, probe: boolean, generation: number, cause: unknown): void {
+  #settle (verdict: Verdict, admission: Admission, cause: unknown): void {
+    const probe = admission % 2 === 1
     // A call admitted before the last opening or closing (a probe overtaken by a later one too).
-    if (generation !== this.#generation) return
+    if ((admission - (probe ? 1 : 0)) / 2 !== this.#generation) return
     if (probe) {
       // A neutral probe (bad input, or another breaker refused it) proves nothing: wait again.
       if (verdict === 'success') this.#close()
@@ -160,6 +183,7 @@ export class CircuitBreaker {
   }
 }
 
-function asError (err: unknown): Error {
+/** A rejection reason as an Error (a non-Error reason becomes an Error's message). */
+export function asError (err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err))
 }

@@ -18,7 +18,7 @@ import type { CacheKey, VariantId } from '../cache/key.ts'
 import type { Clock } from '../clock.ts'
 import type { Bus } from '../coordination/bus.ts'
 import { newToken, type LockPurpose, type Locks } from '../coordination/locks.ts'
-import { CircuitBreaker, type BreakerState } from './circuit-breaker.ts'
+import { CircuitBreaker, type BreakerState, type Chain } from './circuit-breaker.ts'
 import { Deadlines, ReadTimeoutError } from './deadlines.ts'
 import { judgeReads, judgeWrites } from './redis-failures.ts'
 import type { InvalidEntryListener, PutOptions, Store, StoreLookup } from './store.ts'
@@ -57,10 +57,21 @@ export class StoreGuard {
   readonly writes: CircuitBreaker
   readonly #readTimeout: number | undefined
   readonly #deadlines: Deadlines
+  /**
+   * Quick and slow reads: the deadline's promise counts the end in the reads breaker, so a read
+   * (every lookup) costs one promise, not one for the deadline and one for the breaker.
+   * Undefined without a read timeout.
+   */
+  readonly #quick: Chain | undefined
+  readonly #slow: Chain | undefined
 
   constructor (o: StoreGuardOptions) {
     this.#readTimeout = o.readTimeout
     this.#deadlines = new Deadlines(Math.min(10, (o.readTimeout ?? 50) / 5))
+    const timed = (ms: number | undefined): Chain | undefined =>
+      ms === undefined ? undefined : (pending, admission) => this.#deadlines.run(pending, ms, this.reads, admission)
+    this.#quick = timed(this.#deadline('quick'))
+    this.#slow = timed(this.#deadline('slow'))
     const common = { failures: o.failures, cooldown: o.cooldown, clock: o.clock, ...(o.span !== undefined ? { span: o.span } : {}) }
     this.reads = new CircuitBreaker({
       ...common,
@@ -87,9 +98,9 @@ export class StoreGuard {
 
   /** Runs `fn` through the breakers and within the deadline of its kind (a refusal is a rejection, never a throw). */
   call<T> (kind: CallKind, fn: () => Promise<T>): Promise<T> {
+    if (kind === 'quick' || kind === 'slow') return this.reads.run(fn, kind === 'quick' ? this.#quick : this.#slow)
     const ms = this.#deadline(kind)
     const bounded = ms === undefined ? fn : () => this.#deadlines.run(fn(), ms)
-    if (kind === 'quick' || kind === 'slow') return this.reads.run(bounded)
     return this.writes.run(() => this.reads.run(bounded))
   }
 

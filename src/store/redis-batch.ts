@@ -19,6 +19,7 @@
  */
 import { Command } from 'ioredis'
 import type { Redis } from 'ioredis'
+import { asError } from './circuit-breaker.ts'
 
 /** A value read: the bytes, or null when the key does not exist (or holds no string). */
 export type Value = Buffer | null
@@ -105,8 +106,4 @@ export class ReadBatch {
 
 function fail (reads: Pending[], err: Error): void {
   for (const r of reads) r.reject(err)
-}
-
-function asError (err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err))
 }

@@ -45,3 +45,20 @@ t.test('a late reply after the deadline fired changes nothing', async (t) => {
   resolve('too late')
   t.ok(err instanceof ReadTimeoutError)
 })
+
+t.test('a counter hears how each call ended, once, before its caller does: the value, the error or the deadline', async (t) => {
+  const d = new Deadlines(1)
+  const ends: Array<[number, string]> = []
+  const counter = { end: (admission: number, err: Error | undefined) => { ends.push([admission, err === undefined ? 'ok' : err.name]) } }
+  const answered = d.run(Promise.resolve('v'), 1000, counter, 4).then((v) => { ends.push([4, `caller got ${v}`]) })
+  const failed = d.run(Promise.reject(new TypeError('bad')), 1000, counter, 6).catch((e: unknown) => { ends.push([6, `caller got ${(e as Error).name}`]) })
+  let late: (v: string) => void = () => undefined
+  const timedOut = d.run(new Promise<string>((resolve) => { late = resolve }), 5, counter, 9).catch((e: unknown) => { ends.push([9, `caller got ${(e as Error).name}`]) })
+  await Promise.all([answered, failed, timedOut])
+  late('too late')
+  await new Promise((resolve) => setImmediate(resolve))
+  const of = (admission: number): string[] => ends.filter(([a]) => a === admission).map(([, what]) => what)
+  t.same(of(4), ['ok', 'caller got v'], 'an answer: counted, then the caller')
+  t.same(of(6), ['TypeError', 'caller got TypeError'], 'a failure: counted with its error, then the caller')
+  t.same(of(9), ['ReadTimeoutError', 'caller got ReadTimeoutError'], 'a deadline: counted, then the caller; the late reply not counted again')
+})

@@ -158,3 +158,23 @@ t.test('a lock acquisition whose reply is late is asked again with the same toke
   await t.rejects(refusing.acquire(URL_A, 'fill', '', 1000, 'x'), /OOM/)
   t.equal(tokens.filter((x) => x === 'refused').length, 1, 'an answer is final')
 })
+
+t.test('a read past its deadline is a failure of the reads breaker: enough of them open it, and the next read is refused unsent', async (t) => {
+  const clock = new ManualClock(0)
+  const guard = new StoreGuard({ failures: 2, cooldown: 1000, clock, readTimeout: 5 })
+  let calls = 0
+  const never = async (): Promise<never> => { calls++; return await new Promise<never>(() => undefined) }
+  for (const kind of ['quick', 'slow'] as const) {
+    const err = await guard.call(kind, never).catch((e: unknown) => e)
+    t.ok(err instanceof ReadTimeoutError, `${kind}: timed out`)
+  }
+  t.same(guard.state, { reads: 'open', writes: 'closed' })
+  t.ok(isStoreBypassed(await guard.call('quick', never).catch((e: unknown) => e)))
+  t.equal(calls, 2, 'the third read was never made')
+  clock.advance(1000)
+  t.equal(await guard.call('quick', async () => 'pong'), 'pong', 'the probe after the cool-down answers')
+  t.same(guard.state, { reads: 'closed', writes: 'closed' })
+  const thrown = await guard.call('quick', () => { throw new TypeError('bad input') }).catch((e: unknown) => e)
+  t.ok(thrown instanceof TypeError, 'a read that throws rejects with what it threw')
+  t.same(guard.state, { reads: 'closed', writes: 'closed' }, 'and, bad input, counts neither way')
+})
