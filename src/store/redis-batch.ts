@@ -3,11 +3,14 @@
  * turn goes out in ONE `MGET` (or a few, `maxKeys` keys each) once the turn's I/O has been read,
  * and the reply is fanned out to the reads in the order they were asked.
  *
- * Why: the gateway reads every HTTP request in its own socket callback, and Node drains
- * `process.nextTick` after each one, so ioredis' auto-pipelining (flushed on nextTick) sends each
- * lookup on its own: one Command, one promise chain, one socket write per hit. A `setImmediate`
- * runs after the poll phase has read every ready socket, so the lookups of all the requests read
- * in one turn share a command, a write and a reply.
+ * Why: ioredis' auto-pipelining (5.x) already gathers the commands of a turn (it flushes from a
+ * `setImmediate`) and writes them together, but each lookup stays a command of its own: a
+ * `Command` object, its own reply parsed and a promise per command, a pipeline object and a
+ * results array per batch, each callback re-queued with `process.nextTick`; and while one
+ * auto-pipeline is in flight, the next turn's commands wait for its reply. Here a `setImmediate`
+ * (it runs after the poll phase has read every ready socket) sends the lookups of all the
+ * requests read in one turn as ONE command with one reply array, and batches do not wait for
+ * each other.
  *
  * Failure mode: the reads of a batch fail together, each with the error the command failed with,
  * exactly as each of their own commands would have failed (connection down, not ready, command
