@@ -4,7 +4,7 @@
  * 1. Many-keys hit throughput: wrk (one thread, 64 connections, a Lua script choosing one of
  *    1000 warm keys uniformly at random per request; autocannon with the same paths where wrk
  *    is missing), 2 KiB JSON bodies, the server under test pinned to one core and the load
- *    generator to the other, three interleaved rounds in rotating order. Contenders: bare
+ *    generator to the other, three interleaved rounds in rotating order, each on freshly started servers. Contenders: bare
  *    node:http answering fixed bytes (what cachegate sends on a hit), a bare Fastify route,
  *    cachegate with the memory store, with the Redis store, and with Redis + L1. Reported: req/s
  *    ratio to bare node (median of the per-round ratios, with the spread), p99 against bare
@@ -214,54 +214,72 @@ export async function runLimit (settings: LimitSettings = limitSettings(), log: 
       return report(settings, cores, generator, [], new Map(), new Map(), [], await stampedes(settings, cores, redis.url, stops, log))
     }
 
-    log(`limit: starting gateways (server CPU ${cores.pinned ? cores.server : 'unpinned'}, load generator CPU ${cores.pinned ? cores.loadgen : 'unpinned'})`)
-    const gateway = async (name: string, extra: { redisUrl?: string, keyPrefix?: string, l1?: boolean }): Promise<{ g: GatewayProc, probePort: number }> => {
-      const probePort = await freePort()
-      const g = await startGateway({ name, origin: origin.url, cpus: cores.server, nodeArgs: PROBE_ARGS, env: { BENCH_PROBE_PORT: String(probePort) }, ...extra })
-      stops.push(async () => await g.stop())
-      return { g, probePort }
-    }
-    const memory = await gateway('cachegate/memory', {})
-    const redisG = await gateway('cachegate/redis', { redisUrl: redis.url, keyPrefix: 'limit:' })
-    const l1 = await gateway('cachegate/redis-l1', { redisUrl: redis.url, keyPrefix: 'limit-l1:', l1: true })
-    log(`limit: priming ${settings.keys} keys on each gateway`)
-    const memoryHit = await primeAll(memory.g.url, paths)
-    if (settings.contenders.includes('redis')) await primeAll(redisG.g.url, paths)
-    if (settings.contenders.includes('redis-l1')) await primeAll(l1.g.url, paths)
+    // Fresh processes for every round: one process's JIT can settle in a fast or a slow state
+    // for the whole of its life (seen with bare node:http as with the gateway: 29 against 44 µs
+    // of CPU per request in two starts of the same server), so ratios over processes started
+    // once would rest on a coin toss per contender. Every round starts, primes and measures a
+    // new set; the last set stays up for the allocation and soak parts.
+    let live: { contenders: Contender[], stop: () => Promise<void> } | undefined
+    const startContenders = async (round: number): Promise<{ contenders: Contender[], stop: () => Promise<void> }> => {
+      const own: Array<() => Promise<void>> = []
+      const stop = async (): Promise<void> => { for (const f of own.reverse()) await f().catch(() => undefined) }
+      stops.push(stop)
+      log(`limit: round ${round + 1}: starting fresh servers (server CPU ${cores.pinned ? cores.server : 'unpinned'}, load generator CPU ${cores.pinned ? cores.loadgen : 'unpinned'})`)
+      const gateway = async (name: string, extra: { redisUrl?: string, keyPrefix?: string, l1?: boolean }): Promise<{ g: GatewayProc, probePort: number }> => {
+        const probePort = await freePort()
+        const g = await startGateway({ name, origin: origin.url, cpus: cores.server, nodeArgs: PROBE_ARGS, env: { BENCH_PROBE_PORT: String(probePort) }, ...extra })
+        own.push(async () => await g.stop())
+        return { g, probePort }
+      }
+      const memory = await gateway('cachegate/memory', {})
+      const redisG = await gateway('cachegate/redis', { redisUrl: redis.url, keyPrefix: 'limit:' })
+      const l1 = await gateway('cachegate/redis-l1', { redisUrl: redis.url, keyPrefix: 'limit-l1:', l1: true })
+      log(`limit: priming ${settings.keys} keys on each gateway`)
+      const memoryHit = await primeAll(memory.g.url, paths)
+      if (settings.contenders.includes('redis')) await primeAll(redisG.g.url, paths)
+      if (settings.contenders.includes('redis-l1')) await primeAll(l1.g.url, paths)
 
-    // The reference servers answer every path with the bytes and fields of one memory-store hit.
-    const recorded: RecordedResponse = { status: memoryHit.status, headers: {}, body: memoryHit.body.toString('base64') }
-    for (const [k, v] of Object.entries(memoryHit.headers)) if (!VOLATILE.has(k)) recorded.headers[k] = v
-    await mkdir(join(ROOT, 'bench', 'results'), { recursive: true })
-    const responseFile = join(ROOT, 'bench', 'results', 'limit-response.json')
-    writeFileSync(responseFile, JSON.stringify(recorded, null, 2))
-    const reference = async (name: string, script: string): Promise<{ proc: Proc, port: number, probePort: number }> => {
-      const port = await freePort()
-      const probePort = await freePort()
-      const proc = await spawnNode({ name, script, nodeArgs: PROBE_ARGS, cpus: cores.server, port, env: { ...process.env, BENCH_PORT: String(port), BENCH_RESPONSE: responseFile, BENCH_PROBE_PORT: String(probePort) } })
-      stops.push(async () => await proc.stop())
-      return { proc, port, probePort }
-    }
-    const bareNode = await reference('bare node:http', 'bench/servers/bare-node.ts')
-    const bareFastify = await reference('bare Fastify', 'bench/servers/bare-fastify.ts')
+      // The reference servers answer every path with the bytes and fields of one memory-store hit.
+      const recorded: RecordedResponse = { status: memoryHit.status, headers: {}, body: memoryHit.body.toString('base64') }
+      for (const [k, v] of Object.entries(memoryHit.headers)) if (!VOLATILE.has(k)) recorded.headers[k] = v
+      await mkdir(join(ROOT, 'bench', 'results'), { recursive: true })
+      const responseFile = join(ROOT, 'bench', 'results', 'limit-response.json')
+      writeFileSync(responseFile, JSON.stringify(recorded, null, 2))
+      const reference = async (name: string, script: string): Promise<{ proc: Proc, port: number, probePort: number }> => {
+        const port = await freePort()
+        const probePort = await freePort()
+        const proc = await spawnNode({ name, script, nodeArgs: PROBE_ARGS, cpus: cores.server, port, env: { ...process.env, BENCH_PORT: String(port), BENCH_RESPONSE: responseFile, BENCH_PROBE_PORT: String(probePort) } })
+        own.push(async () => await proc.stop())
+        return { proc, port, probePort }
+      }
+      const bareNode = await reference('bare node:http', 'bench/servers/bare-node.ts')
+      const bareFastify = await reference('bare Fastify', 'bench/servers/bare-fastify.ts')
 
-    const contenders: Contender[] = ([
-      { id: 'node', name: 'bare node:http (fixed bytes)', base: `http://127.0.0.1:${bareNode.port}`, pid: bareNode.proc.pid, probePort: bareNode.probePort, gateway: false },
-      { id: 'fastify', name: 'bare Fastify route', base: `http://127.0.0.1:${bareFastify.port}`, pid: bareFastify.proc.pid, probePort: bareFastify.probePort, gateway: false },
-      { id: 'memory', name: 'cachegate, memory store', base: memory.g.url, pid: memory.g.proc.pid, probePort: memory.probePort, logs: memory.g.proc, gateway: true, goal: 0.85 },
-      { id: 'redis', name: 'cachegate, Redis store', base: redisG.g.url, pid: redisG.g.proc.pid, probePort: redisG.probePort, logs: redisG.g.proc, redisPid: redis.proc.pid, gateway: true, goal: 0.6 },
-      { id: 'redis-l1', name: 'cachegate, Redis store + L1', base: l1.g.url, pid: l1.g.proc.pid, probePort: l1.probePort, logs: l1.g.proc, redisPid: redis.proc.pid, gateway: true, goal: 0.85 }
-    ] satisfies Contender[]).filter((c) => settings.contenders.includes(c.id))
+      const contenders = ([
+        { id: 'node', name: 'bare node:http (fixed bytes)', base: `http://127.0.0.1:${bareNode.port}`, pid: bareNode.proc.pid, probePort: bareNode.probePort, gateway: false },
+        { id: 'fastify', name: 'bare Fastify route', base: `http://127.0.0.1:${bareFastify.port}`, pid: bareFastify.proc.pid, probePort: bareFastify.probePort, gateway: false },
+        { id: 'memory', name: 'cachegate, memory store', base: memory.g.url, pid: memory.g.proc.pid, probePort: memory.probePort, logs: memory.g.proc, gateway: true, goal: 0.85 },
+        { id: 'redis', name: 'cachegate, Redis store', base: redisG.g.url, pid: redisG.g.proc.pid, probePort: redisG.probePort, logs: redisG.g.proc, redisPid: redis.proc.pid, gateway: true, goal: 0.6 },
+        { id: 'redis-l1', name: 'cachegate, Redis store + L1', base: l1.g.url, pid: l1.g.proc.pid, probePort: l1.probePort, logs: l1.g.proc, redisPid: redis.proc.pid, gateway: true, goal: 0.85 }
+      ] satisfies Contender[]).filter((c) => settings.contenders.includes(c.id))
+      return { contenders, stop }
+    }
 
     // 1. Throughput and latency, interleaved rounds.
-    const rounds = new Map<string, Round[]>(contenders.map((c) => [c.id, []]))
-    for (let round = 0; settings.parts.includes('throughput') && round < settings.rounds; round++) {
+    const rounds = new Map<string, Round[]>(settings.contenders.map((id) => [id, []]))
+    const throughputRounds = settings.parts.includes('throughput') ? settings.rounds : 0
+    for (let round = 0; round < Math.max(1, throughputRounds); round++) {
+      await live?.stop()
+      live = await startContenders(round)
+      if (round >= throughputRounds) break
+      const contenders = live.contenders
       const order = contenders.map((_c, i) => contenders[(i + round) % contenders.length] as Contender)
       for (const c of order) {
         log(`limit: round ${round + 1}/${settings.rounds}: ${c.name} (${settings.warmupS}s warm-up + ${settings.durationS}s, ${generator}, ${settings.connections} connections, ${settings.keys} keys)`)
         rounds.get(c.id)?.push(await measureOne(c, settings, paths, cores, () => origin.total()))
       }
     }
+    const contenders = live?.contenders ?? []
 
     loadAfterRounds = loadavg()[0]?.toFixed(2) ?? '?'
     // 2. Bytes allocated per request, over a fixed number of requests.
@@ -488,7 +506,7 @@ function report (
     numeric: [false, true, true, false, true, true, true, true, true, true, true, true, false],
     rows,
     notes: [
-      `${generator === 'wrk' ? 'wrk -t1' : 'autocannon (wrk not installed)'}, ${settings.connections} connections, each request a path chosen uniformly at random from ${settings.keys} keys, primed before measuring; ${settings.warmupS} s warm-up then ${settings.durationS} s measured per contender; ${settings.rounds} interleaved rounds in rotating order. "× bare node" is the median of the per-round ratios (each round's req/s over bare node's in the same round), "spread" is (max − min) / median of those ratios; req/s, p50, p99 and CPU are medians over the rounds.`,
+      `${generator === 'wrk' ? 'wrk -t1' : 'autocannon (wrk not installed)'}, ${settings.connections} connections, each request a path chosen uniformly at random from ${settings.keys} keys, primed before measuring; ${settings.warmupS} s warm-up then ${settings.durationS} s measured per contender; ${settings.rounds} interleaved rounds in rotating order, every round on freshly started servers (a process's JIT may settle fast or slow for its whole life, bare node:http included). "× bare node" is the median of the per-round ratios (each round's req/s over bare node's in the same round), "spread" is (max − min) / median of those ratios; req/s, p50, p99 and CPU are medians over the rounds.`,
       cores.pinned
         ? `Server under test on CPU ${cores.server} (taskset -c ${cores.server}); ${generator} on CPU ${cores.loadgen} (taskset -c ${cores.loadgen}), with redis-server and the origin.`
         : 'Not pinned (no taskset, one CPU or BENCH_NO_PIN=1): servers and load generator share the CPUs.',
