@@ -24,10 +24,11 @@ import { mkdir } from 'node:fs/promises'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { Pool } from 'undici'
 import { startGateway, summarizeWarnings, type GatewayProc } from './lib/gateway.ts'
 import { isHit, sample, type Sample } from './lib/load.ts'
-import { startOrigin } from './lib/origin.ts'
+import { body2k, startOrigin } from './lib/origin.ts'
+import { startOriginThread, type ThreadOrigin } from './lib/origin-thread.ts'
+import { RawConnection } from './lib/raw-client.ts'
 import { allowedCpus, freePort, hasTaskset, pinProcessTo, ROOT, runSeconds, spawnNode, startRedis, type Proc } from './lib/processes.ts'
 import { envInt, fmt, renderMarkdown, renderText, type Table } from './lib/table.ts'
 import { randomLoad, runAutocannon, wrkAvailable, type RandomLoadResult } from './lib/wrk.ts'
@@ -91,14 +92,6 @@ export function limitSettings (): LimitSettings {
     contenders: envList('BENCH_LIMIT_CONTENDERS', CONTENDER_IDS),
     parts: envList('BENCH_LIMIT_PARTS', PART_IDS)
   }
-}
-
-/** A JSON document of exactly 2048 bytes, different per id. */
-export function body2k (id: string): Buffer {
-  const doc = { id, kind: 'product', name: `Product ${id}`, price: { amount: 1000 + (id.length * 37), currency: 'EUR' }, pad: '' }
-  const base = Buffer.byteLength(JSON.stringify(doc))
-  doc.pad = 'x'.repeat(Math.max(0, 2048 - base))
-  return Buffer.from(JSON.stringify(doc))
 }
 
 const VOLATILE = new Set(['date', 'connection', 'keep-alive', 'transfer-encoding'])
@@ -357,6 +350,8 @@ interface StampedeResult {
   requests: number
   /** Per burst: ms from the origin's answer to the last client's last body byte. */
   afterOrigin: number[]
+  /** Per stampede: ms from the burst's dispatch to the origin seeing the gateway's request. */
+  toOrigin: number[]
 }
 
 /**
@@ -365,9 +360,9 @@ interface StampedeResult {
  * before/after comparison sees the same machine load.
  */
 async function stampedes (settings: LimitSettings, cores: Layout, redisUrl: string, stops: Array<() => Promise<void>>, log: (line: string) => void): Promise<StampedeResult[]> {
-  // The gateway's CPU time when the origin answers a stampede's path, read by that stampede.
-  const onAnswer = new Map<string, () => void>()
-  const slowOrigin = await startOrigin({ body: body2k, delayMs: settings.stampedeDelayMs, onAnswer: (path) => onAnswer.get(path)?.() })
+  // In a thread of its own: sharing this thread's loop with the 200 clients, the origin would
+  // see the gateway's request late (after the burst is dispatched) and answer late.
+  const slowOrigin = await startOriginThread({ body2k: true, delayMs: settings.stampedeDelayMs })
   stops.push(async () => await slowOrigin.close())
   const builds = [{ root: undefined, tag: '' }, ...(settings.stampedeBaseline !== undefined ? [{ root: settings.stampedeBaseline, tag: 'baseline' }] : [])]
   const runs: StampedeRun[] = []
@@ -378,7 +373,7 @@ async function stampedes (settings: LimitSettings, cores: Layout, redisUrl: stri
     ] as const) {
       const g = await startGateway({ name: `stampede/${id}${tag}`, origin: slowOrigin.url, cpus: cores.server, ...(root !== undefined ? { root } : {}), ...extra })
       stops.push(async () => await g.stop())
-      runs.push(await openStampede(root === undefined ? name : `${name} (baseline: ${root})`, g, slowOrigin, settings, `${id}${tag}`, onAnswer))
+      runs.push(await openStampede(root === undefined ? name : `${name} (baseline: ${root})`, g, slowOrigin, settings, `${id}${tag}`))
     }
   }
   for (let round = 0; round < settings.stampedeRounds; round++) {
@@ -399,43 +394,38 @@ interface StampedeRun {
 }
 
 /** Opens the clients' connections to one gateway (a burst on a warm key); each `burst` is then one stampede on a new key. */
-async function openStampede (name: string, g: GatewayProc, origin: { counts: Map<string, number>, answeredAt: Map<string, number> }, settings: LimitSettings, id: string, onAnswer: Map<string, () => void>): Promise<StampedeRun> {
-  const pool = new Pool(g.url, { connections: settings.stampedeClients, pipelining: 1, keepAliveTimeout: 60_000 })
-  const get = async (path: string): Promise<{ ms: number, end: number, status: number, cacheStatus: string }> => {
-    const t0 = performance.now()
-    try {
-      const res = await pool.request({ method: 'GET', path, headersTimeout: 30_000, bodyTimeout: 30_000 })
-      await res.body.arrayBuffer()
-      const cs = res.headers['cache-status']
-      const end = performance.now()
-      return { ms: end - t0, end, status: res.statusCode, cacheStatus: Array.isArray(cs) ? cs.join(', ') : cs ?? '' }
-    } catch {
-      const end = performance.now()
-      return { ms: end - t0, end, status: 0, cacheStatus: '' }
-    }
+async function openStampede (name: string, g: GatewayProc, origin: ThreadOrigin, settings: LimitSettings, id: string): Promise<StampedeRun> {
+  const clients = await Promise.all(Array.from({ length: settings.stampedeClients }, async () => await RawConnection.open(g.url)))
+  const get = async (client: RawConnection, path: string): Promise<{ ms: number, end: number, status: number, cacheStatus: string }> => {
+    const r = await client.get(path)
+    return { ms: r.end - r.start, end: r.end, status: r.status, cacheStatus: r.cacheStatus }
   }
+  const burst = async (path: string): Promise<Array<{ ms: number, end: number, status: number, cacheStatus: string }>> => await Promise.all(clients.map(async (c) => await get(c, path)))
   // Open every connection first (a burst on a warm key), so the stampede measures the
   // gateway and not TCP handshakes.
   const warm = `/items/warm-${id}`
-  await get(warm)
-  await get(warm)
-  await Promise.all(Array.from({ length: settings.stampedeClients }, async () => await get(warm)))
-  const result: StampedeResult = { name, goal: !name.includes('(baseline'), latencies: [], perKey: [], failed: 0, kinds: {}, cpu: 0, cpuAfterOrigin: 0, requests: 0, afterOrigin: [] }
+  const first = clients[0]
+  if (first === undefined) throw new Error('stampede: no clients')
+  await get(first, warm)
+  await get(first, warm)
+  await burst(warm)
+  const result: StampedeResult = { name, goal: !name.includes('(baseline'), latencies: [], perKey: [], failed: 0, kinds: {}, cpu: 0, cpuAfterOrigin: 0, requests: 0, afterOrigin: [], toOrigin: [] }
   return {
     result,
     burst: async (round) => {
       const path = `/items/cold-${id}-${Date.now()}-${round}`
       const cpuBefore = runSeconds(g.proc.pid) ?? Number.NaN
-      let cpuAtAnswer = Number.NaN
-      onAnswer.set(path, () => { cpuAtAnswer = runSeconds(g.proc.pid) ?? Number.NaN })
-      const results = await Promise.all(Array.from({ length: settings.stampedeClients }, async () => await get(path)))
-      onAnswer.delete(path)
+      origin.watch(path, g.proc.pid)
+      const dispatched = performance.now()
+      const results = await burst(path)
+      const cpuAtAnswer = origin.cpuAtAnswer.get(path) ?? Number.NaN
       const cpuAfter = runSeconds(g.proc.pid) ?? Number.NaN
       result.cpu += cpuAfter - cpuBefore
       result.cpuAfterOrigin += cpuAfter - cpuAtAnswer
       result.requests += results.length
       result.perKey.push(origin.counts.get(path) ?? 0)
       result.afterOrigin.push(Math.max(...results.map((r) => r.end)) - (origin.answeredAt.get(path) ?? Number.NaN))
+      result.toOrigin.push((origin.receivedAt.get(path) ?? Number.NaN) - dispatched)
       for (const r of results) {
         result.latencies.push(r.ms)
         if (r.status !== 200) result.failed++
@@ -447,7 +437,7 @@ async function openStampede (name: string, g: GatewayProc, origin: { counts: Map
       }
     },
     close: async () => {
-      await pool.close()
+      for (const c of clients) c.close()
       return result
     }
   }
@@ -555,16 +545,17 @@ function report (
     const target = settings.stampedeDelayMs + 30
     if (s.goal) goalRows.push([`${s.name}: stampede p99 ≤ origin latency + 30 ms (${target} ms), one origin request`, `p99 ${fmt.ms(p99)} ms (last response ${fmt.ms(median(s.afterOrigin))} ms after the origin answered, median), origin requests per key ${s.perKey.join(', ')}`, p99 <= target && maxPerKey === 1 && s.failed === 0 ? 'met' : 'NOT MET'])
     const perRequest = (seconds: number): string => Number.isFinite(seconds) ? fmt.int(seconds * 1e6 / s.requests) : 'n/a'
-    return [s.name, s.perKey.join(', '), fmt.ms(percentile(s.latencies, 50)), fmt.ms(p99), fmt.ms(Math.max(...s.latencies)), s.afterOrigin.map((x) => x.toFixed(0)).join(', '), perRequest(s.cpu), perRequest(s.cpuAfterOrigin), String(s.failed), Object.entries(s.kinds).map(([k, n]) => `${k} ${n}`).join(', ')]
+    return [s.name, s.perKey.join(', '), fmt.ms(percentile(s.latencies, 50)), fmt.ms(p99), fmt.ms(Math.max(...s.latencies)), s.toOrigin.map((x) => x.toFixed(0)).join(', '), s.afterOrigin.map((x) => x.toFixed(0)).join(', '), perRequest(s.cpu), perRequest(s.cpuAfterOrigin), String(s.failed), Object.entries(s.kinds).map(([k, n]) => `${k} ${n}`).join(', ')]
   })
   const stampedeTable: Table = {
     title: `Stampede: ${settings.stampedeClients} concurrent GETs on one cold key, origin latency ${settings.stampedeDelayMs} ms`,
-    columns: ['gateway', 'origin requests per key', 'p50 ms', 'p99 ms', 'max ms', 'last response after the origin answered (ms, per stampede)', 'CPU µs/req', 'of which after the origin answered', 'failed', 'served as'],
-    numeric: [false, false, true, true, true, false, true, true, true, false],
+    columns: ['gateway', 'origin requests per key', 'p50 ms', 'p99 ms', 'max ms', 'origin saw the request (ms after dispatch, per stampede)', 'last response after the origin answered (ms, per stampede)', 'CPU µs/req', 'of which after the origin answered', 'failed', 'served as'],
+    numeric: [false, false, true, true, true, false, false, true, true, true, false],
     rows: stampedeRows,
     notes: [
-      `${settings.stampedeRounds} stampedes per gateway, each on a new key, latencies pooled (${settings.stampedeRounds * settings.stampedeClients} requests); the gateways take their bursts in turn, round by round. The ${settings.stampedeClients} connections are opened before (a burst on a warm key); latency is measured per request from dispatch to the last body byte, in this process (undici Pool). Goal: p99 ≤ origin latency + 30 ms with one origin request per key.`,
-      'Last response after the origin answered: from the moment the origin (in this process) sent its response to the last body byte any of the clients received, one figure per stampede: how long the gateway took to answer the whole burst (issue 12: ~30 ms).',
+      `${settings.stampedeRounds} stampedes per gateway, each on a new key, latencies pooled (${settings.stampedeRounds * settings.stampedeClients} requests); the gateways take their bursts in turn, round by round. The ${settings.stampedeClients} connections are opened before (a burst on a warm key); latency is measured per request from the write of its bytes to the last body byte, in this process (bench/lib/raw-client.ts: one keep-alive connection per client, a prebuilt GET; a general-purpose client spends milliseconds of its own before the last of 200 requests leaves). Goal: p99 ≤ origin latency + 30 ms with one origin request per key.`,
+      'Origin saw the request: from the dispatch of the burst to the moment the origin received the gateway\'s one request (the origin runs in a thread of its own, so the clients\' dispatch does not hold it back): the gateway\'s delay in forwarding the first miss of a burst.',
+      'Last response after the origin answered: from the moment the origin (in its thread) sent its response to the last body byte any of the clients received, one figure per stampede: how long the gateway took to answer the whole burst (issue 12: ~30 ms).',
       'CPU µs/req: the gateway process\'s CPU time (every thread, from the scheduler\'s nanosecond accounting in /proc/PID/task/*/schedstat) from the start to the end of each burst, over the requests answered: the steadier figure when other processes load the machine; "of which after the origin answered": the part from the moment the origin sent its answer (answering the waiters, and requests the gateway had not read yet).',
       ...(settings.stampedeBaseline !== undefined ? [`Baseline rows: the gateways of ${settings.stampedeBaseline} (BENCH_STAMPEDE_BASELINE, built there with its own tsc), in the same rounds against the same origin and redis-server.`] : [])
     ]

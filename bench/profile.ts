@@ -17,7 +17,7 @@ import { startGateway } from './lib/gateway.ts'
 import { isHit, sample } from './lib/load.ts'
 import { startOrigin } from './lib/origin.ts'
 import { allowedCpus, pinProcessTo, ROOT, startRedis } from './lib/processes.ts'
-import { body2k } from './limit.ts'
+import { body2k } from './lib/origin.ts'
 import { randomLoad } from './lib/wrk.ts'
 
 interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, children?: number[] }

@@ -8,6 +8,14 @@ import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import { HOST } from './processes.ts'
 
+/** A JSON document of exactly 2048 bytes, different per id. */
+export function body2k (id: string): Buffer {
+  const doc = { id, kind: 'product', name: `Product ${id}`, price: { amount: 1000 + (id.length * 37), currency: 'EUR' }, pad: '' }
+  const base = Buffer.byteLength(JSON.stringify(doc))
+  doc.pad = 'x'.repeat(Math.max(0, 2048 - base))
+  return Buffer.from(JSON.stringify(doc))
+}
+
 /** A product document of about 1 KiB, the same bytes for the same id. */
 export function productBody (id: string): Buffer {
   const product = {
@@ -60,6 +68,8 @@ export interface OriginOptions {
   body?: (id: string) => Buffer
   /** Called with the path just before a response is sent (e.g. to read a gateway's CPU time at that moment). */
   onAnswer?: (path: string) => void
+  /** Called with the path when a request arrives. */
+  onReceive?: (path: string) => void
 }
 
 /** An origin in this process on a free port. Every path answers 200 with the product for its last segment. */
@@ -72,6 +82,7 @@ export async function startOrigin (options: OriginOptions = {}): Promise<Origin>
   const server: Server = createServer((req, res) => {
     const path = req.url ?? '/'
     counts.set(path, (counts.get(path) ?? 0) + 1)
+    options.onReceive?.(path)
     const id = path.split('?')[0]?.split('/').pop() ?? '0'
     const body = makeBody(id === '' ? '0' : id)
     const answer = (): void => {
