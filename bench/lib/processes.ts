@@ -30,11 +30,19 @@ export function hasTaskset (): boolean {
   return tasksetChecked
 }
 
-/** The CPUs this process may run on ("0,1" or "0-3" expanded), as taskset reports them. */
+let startCpus: number[] | undefined
+/**
+ * The CPUs this process may run on ("0,1" or "0-3" expanded), as taskset reported them the first
+ * time it was asked: before the benchmark pinned itself. `npm run bench` runs hit.ts (which pins
+ * this process to the load generator's cores) before limit.ts, which lays the cores out again
+ * and must see them all, or it would run every server unpinned beside wrk.
+ */
 export function allowedCpus (): number[] {
+  if (startCpus !== undefined) return startCpus
   try {
     const text = execFileSync('taskset', ['-c', '-p', String(process.pid)], { encoding: 'utf8' })
-    return expandCpuList(text.slice(text.lastIndexOf(':') + 1).trim())
+    startCpus = expandCpuList(text.slice(text.lastIndexOf(':') + 1).trim())
+    return startCpus
   } catch {
     return []
   }
