@@ -29,7 +29,7 @@ import { isHit, sample, type Sample } from './lib/load.ts'
 import { body2k, startOrigin } from './lib/origin.ts'
 import { startOriginThread, type ThreadOrigin } from './lib/origin-thread.ts'
 import { RawConnection } from './lib/raw-client.ts'
-import { allowedCpus, freePort, hasTaskset, pinProcessTo, ROOT, runSeconds, spawnNode, startRedis, type Proc } from './lib/processes.ts'
+import { allowedCpus, freePort, hasTaskset, pinProcessTo, ROOT, runSeconds, sleep, spawnNode, startRedis, type Proc } from './lib/processes.ts'
 import { envInt, fmt, renderMarkdown, renderText, type Table } from './lib/table.ts'
 import { randomLoad, runAutocannon, wrkAvailable, type RandomLoadResult } from './lib/wrk.ts'
 import type { RecordedResponse } from './servers/response.ts'
@@ -394,6 +394,17 @@ interface StampedeRun {
 }
 
 /** Opens the clients' connections to one gateway (a burst on a warm key); each `burst` is then one stampede on a new key. */
+/** Waits (at most 2 s) until the process used under 1 ms of CPU in 50 ms: its work is done. */
+async function idle (pid: number): Promise<void> {
+  let last = runSeconds(pid)
+  for (let i = 0; i < 40 && last !== undefined; i++) {
+    await sleep(50)
+    const now = runSeconds(pid)
+    if (now === undefined || now - last < 0.001) return
+    last = now
+  }
+}
+
 async function openStampede (name: string, g: GatewayProc, origin: ThreadOrigin, settings: LimitSettings, id: string): Promise<StampedeRun> {
   const clients = await Promise.all(Array.from({ length: settings.stampedeClients }, async () => await RawConnection.open(g.url)))
   const get = async (client: RawConnection, path: string): Promise<{ ms: number, end: number, status: number, cacheStatus: string }> => {
@@ -419,6 +430,10 @@ async function openStampede (name: string, g: GatewayProc, origin: ThreadOrigin,
       const dispatched = performance.now()
       const results = await burst(path)
       const cpuAtAnswer = origin.cpuAtAnswer.get(path) ?? Number.NaN
+      // The gateway still finishes the burst after its last byte ('finish' of 200 responses,
+      // the store write): counted here, and done before the next burst (often the other
+      // gateway's, on the same core) starts.
+      await idle(g.proc.pid)
       const cpuAfter = runSeconds(g.proc.pid) ?? Number.NaN
       result.cpu += cpuAfter - cpuBefore
       result.cpuAfterOrigin += cpuAfter - cpuAtAnswer
@@ -556,7 +571,7 @@ function report (
       `${settings.stampedeRounds} stampedes per gateway, each on a new key, latencies pooled (${settings.stampedeRounds * settings.stampedeClients} requests); the gateways take their bursts in turn, round by round. The ${settings.stampedeClients} connections are opened before (a burst on a warm key); latency is measured per request from the write of its bytes to the last body byte, in this process (bench/lib/raw-client.ts: one keep-alive connection per client, a prebuilt GET; a general-purpose client spends milliseconds of its own before the last of 200 requests leaves). Goal: p99 ≤ origin latency + 30 ms with one origin request per key.`,
       'Origin saw the request: from the dispatch of the burst to the moment the origin received the gateway\'s one request (the origin runs in a thread of its own, so the clients\' dispatch does not hold it back): the gateway\'s delay in forwarding the first miss of a burst.',
       'Last response after the origin answered: from the moment the origin (in its thread) sent its response to the last body byte any of the clients received, one figure per stampede: how long the gateway took to answer the whole burst (issue 12: ~30 ms).',
-      'CPU µs/req: the gateway process\'s CPU time (every thread, from the scheduler\'s nanosecond accounting in /proc/PID/task/*/schedstat) from the start to the end of each burst, over the requests answered: the steadier figure when other processes load the machine; "of which after the origin answered": the part from the moment the origin sent its answer (answering the waiters, and requests the gateway had not read yet).',
+      'CPU µs/req: the gateway process\'s CPU time (every thread, from the scheduler\'s nanosecond accounting in /proc/PID/task/*/schedstat) from the start of each burst until the gateway is idle again (under 1 ms of CPU in 50 ms; the next burst waits for that), over the requests answered: the steadier figure when other processes load the machine; "of which after the origin answered": the part from the moment the origin sent its answer (answering the waiters, and requests the gateway had not read yet).',
       ...(settings.stampedeBaseline !== undefined ? [`Baseline rows: the gateways of ${settings.stampedeBaseline} (BENCH_STAMPEDE_BASELINE, built there with its own tsc), in the same rounds against the same origin and redis-server.`] : [])
     ]
   }
