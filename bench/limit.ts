@@ -376,6 +376,11 @@ async function stampedes (settings: LimitSettings, cores: Layout, redisUrl: stri
       runs.push(await openStampede(root === undefined ? name : `${name} (baseline: ${root})`, g, slowOrigin, settings, `${id}${tag}`))
     }
   }
+  // The floor: bare node:http holding each burst for the origin's latency, then answering it.
+  const holdPort = await freePort()
+  const hold = await spawnNode({ name: 'bare hold', script: 'bench/servers/bare-hold.ts', cpus: cores.server, port: holdPort, env: { ...process.env, BENCH_PORT: String(holdPort), BENCH_HOLD_MS: String(settings.stampedeDelayMs) } })
+  stops.push(async () => await hold.stop())
+  runs.push(await openStampede(`reference: bare node:http holding the burst ${settings.stampedeDelayMs} ms`, { url: `http://127.0.0.1:${holdPort}`, proc: hold }, slowOrigin, settings, 'hold', true))
   for (let round = 0; round < settings.stampedeRounds; round++) {
     for (const run of runs) {
       log(`limit: stampede ${round + 1}/${settings.stampedeRounds}: ${run.result.name}, ${settings.stampedeClients} concurrent GETs on one cold key, origin ${settings.stampedeDelayMs} ms`)
@@ -405,7 +410,7 @@ async function idle (pid: number): Promise<void> {
   }
 }
 
-async function openStampede (name: string, g: GatewayProc, origin: ThreadOrigin, settings: LimitSettings, id: string): Promise<StampedeRun> {
+async function openStampede (name: string, g: { url: string, proc: { pid: number } }, origin: ThreadOrigin, settings: LimitSettings, id: string, reference = false): Promise<StampedeRun> {
   const clients = await Promise.all(Array.from({ length: settings.stampedeClients }, async () => await RawConnection.open(g.url)))
   const get = async (client: RawConnection, path: string): Promise<{ ms: number, end: number, status: number, cacheStatus: string }> => {
     const r = await client.get(path)
@@ -420,7 +425,7 @@ async function openStampede (name: string, g: GatewayProc, origin: ThreadOrigin,
   await get(first, warm)
   await get(first, warm)
   await burst(warm)
-  const result: StampedeResult = { name, goal: !name.includes('(baseline'), latencies: [], perKey: [], failed: 0, kinds: {}, cpu: 0, cpuAfterOrigin: 0, requests: 0, afterOrigin: [], toOrigin: [] }
+  const result: StampedeResult = { name, goal: !reference && !name.includes('(baseline'), latencies: [], perKey: [], failed: 0, kinds: {}, cpu: 0, cpuAfterOrigin: 0, requests: 0, afterOrigin: [], toOrigin: [] }
   return {
     result,
     burst: async (round) => {
@@ -554,13 +559,14 @@ function report (
     notes: [`${generator} with ${settings.connections} connections on the same ${settings.keys} warm keys; the probe forces two full GCs before each sample. Flat: the heap at the end is within max(1 MiB, 5%) of the sample at 10 s (the first 10 s fill per-key caches).`]
   }
 
+  const perStampede = (xs: number[]): string => xs.every((x) => Number.isFinite(x)) ? xs.map((x) => x.toFixed(0)).join(', ') : 'n/a'
   const stampedeRows = stampedes.map((s) => {
     const p99 = percentile(s.latencies, 99)
     const maxPerKey = Math.max(...s.perKey)
     const target = settings.stampedeDelayMs + 30
     if (s.goal) goalRows.push([`${s.name}: stampede p99 ≤ origin latency + 30 ms (${target} ms), one origin request`, `p99 ${fmt.ms(p99)} ms (last response ${fmt.ms(median(s.afterOrigin))} ms after the origin answered, median), origin requests per key ${s.perKey.join(', ')}`, p99 <= target && maxPerKey === 1 && s.failed === 0 ? 'met' : 'NOT MET'])
     const perRequest = (seconds: number): string => Number.isFinite(seconds) ? fmt.int(seconds * 1e6 / s.requests) : 'n/a'
-    return [s.name, s.perKey.join(', '), fmt.ms(percentile(s.latencies, 50)), fmt.ms(p99), fmt.ms(Math.max(...s.latencies)), s.toOrigin.map((x) => x.toFixed(0)).join(', '), s.afterOrigin.map((x) => x.toFixed(0)).join(', '), perRequest(s.cpu), perRequest(s.cpuAfterOrigin), String(s.failed), Object.entries(s.kinds).map(([k, n]) => `${k} ${n}`).join(', ')]
+    return [s.name, s.perKey.join(', '), fmt.ms(percentile(s.latencies, 50)), fmt.ms(p99), fmt.ms(Math.max(...s.latencies)), perStampede(s.toOrigin), perStampede(s.afterOrigin), perRequest(s.cpu), perRequest(s.cpuAfterOrigin), String(s.failed), Object.entries(s.kinds).map(([k, n]) => `${k} ${n}`).join(', ')]
   })
   const stampedeTable: Table = {
     title: `Stampede: ${settings.stampedeClients} concurrent GETs on one cold key, origin latency ${settings.stampedeDelayMs} ms`,
@@ -569,6 +575,7 @@ function report (
     rows: stampedeRows,
     notes: [
       `${settings.stampedeRounds} stampedes per gateway, each on a new key, latencies pooled (${settings.stampedeRounds * settings.stampedeClients} requests); the gateways take their bursts in turn, round by round. The ${settings.stampedeClients} connections are opened before (a burst on a warm key); latency is measured per request from the write of its bytes to the last body byte, in this process (bench/lib/raw-client.ts: one keep-alive connection per client, a prebuilt GET; a general-purpose client spends milliseconds of its own before the last of 200 requests leaves). Goal: p99 ≤ origin latency + 30 ms with one origin request per key.`,
+      `The reference row is the floor: bare node:http (bench/servers/bare-hold.ts, on the gateways' core) holding every request of a burst for ${settings.stampedeDelayMs} ms and then answering them all with the same 2 KiB body, no origin and no cache: what this machine, these clients and node:http allow. A gateway's distance from it is the gateway's own cost.`,
       'Origin saw the request: from the dispatch of the burst to the moment the origin received the gateway\'s one request (the origin runs in a thread of its own, so the clients\' dispatch does not hold it back): the gateway\'s delay in forwarding the first miss of a burst.',
       'Last response after the origin answered: from the moment the origin (in its thread) sent its response to the last body byte any of the clients received, one figure per stampede: how long the gateway took to answer the whole burst (issue 12: ~30 ms).',
       'CPU µs/req: the gateway process\'s CPU time (every thread, from the scheduler\'s nanosecond accounting in /proc/PID/task/*/schedstat) from the start of each burst until the gateway is idle again (under 1 ms of CPU in 50 ms; the next burst waits for that), over the requests answered: the steadier figure when other processes load the machine; "of which after the origin answered": the part from the moment the origin sent its answer (answering the waiters, and requests the gateway had not read yet).',
