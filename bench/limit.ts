@@ -215,7 +215,8 @@ export async function runLimit (settings: LimitSettings = limitSettings(), log: 
     let live: { contenders: Contender[], stop: () => Promise<void> } | undefined
     const startContenders = async (round: number): Promise<{ contenders: Contender[], stop: () => Promise<void> }> => {
       const own: Array<() => Promise<void>> = []
-      const stop = async (): Promise<void> => { for (const f of own.reverse()) await f().catch(() => undefined) }
+      // Idempotent: called when the next round starts and again by the run's own cleanup.
+      const stop = async (): Promise<void> => { for (const f of own.splice(0).reverse()) await f().catch(() => undefined) }
       stops.push(stop)
       log(`limit: round ${round + 1}: starting fresh servers (server CPU ${cores.pinned ? cores.server : 'unpinned'}, load generator CPU ${cores.pinned ? cores.loadgen : 'unpinned'})`)
       const gateway = async (name: string, extra: { redisUrl?: string, keyPrefix?: string, l1?: boolean }): Promise<{ g: GatewayProc, probePort: number }> => {

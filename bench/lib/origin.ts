@@ -55,8 +55,6 @@ export interface Origin {
   port: number
   /** Requests received per path (query included). */
   readonly counts: Map<string, number>
-  /** When (performance.now() in this process) the last response for a path was sent. */
-  readonly answeredAt: Map<string, number>
   total(): number
   close(): Promise<void>
 }
@@ -75,7 +73,6 @@ export interface OriginOptions {
 /** An origin in this process on a free port. Every path answers 200 with the product for its last segment. */
 export async function startOrigin (options: OriginOptions = {}): Promise<Origin> {
   const counts = new Map<string, number>()
-  const answeredAt = new Map<string, number>()
   const delay = options.delayMs ?? 0
   const makeBody = options.body ?? productBody
   const timers = new Set<NodeJS.Timeout>()
@@ -89,7 +86,6 @@ export async function startOrigin (options: OriginOptions = {}): Promise<Origin>
       options.onAnswer?.(path)
       res.writeHead(200, { ...productHeaders(body), 'content-length': String(body.length) })
       res.end(req.method === 'HEAD' ? undefined : body)
-      answeredAt.set(path, performance.now())
     }
     if (delay <= 0) {
       answer()
@@ -112,7 +108,6 @@ export async function startOrigin (options: OriginOptions = {}): Promise<Origin>
     url: `http://${HOST}:${address.port}`,
     port: address.port,
     counts,
-    answeredAt,
     total: () => {
       let n = 0
       for (const c of counts.values()) n += c
